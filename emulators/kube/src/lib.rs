@@ -1,0 +1,1 @@
+//! Kubernetes API emulator (in progress in a later change).

@@ -1,0 +1,506 @@
+//! The real ARM client: typed requests and responses for exactly the operations acr-attach uses,
+//! sent through azure_core's pipeline (bearer-token policy, request ids, user agent) with the
+//! pipeline's own retries switched off, because the controller owns retry timing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
+use azure_core::error::ErrorKind;
+use azure_core::http::headers::{HeaderName, Headers};
+use azure_core::http::policies::Policy;
+use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
+use azure_core::http::{
+    ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, RetryOptions,
+    Transport, Url,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::Operation;
+use super::{
+    ArmError, AzureApi, DeleteOutcome, PutOutcome, Registry, RoleAssignment, RoleAssignmentRequest,
+};
+use crate::metrics::Metrics;
+use crate::model::{ClusterId, PermissionsMode, RegistryId, RoleAssignmentName};
+
+/// First stable Microsoft.ContainerRegistry api-version that reports `roleAssignmentMode`.
+pub const REGISTRY_API_VERSION: &str = "2025-11-01";
+pub const MANAGED_CLUSTER_API_VERSION: &str = "2025-07-01";
+pub const ROLE_ASSIGNMENT_API_VERSION: &str = "2022-04-01";
+
+/// Guards against following a `nextLink` forever if ARM (or an emulator) loops.
+const MAX_LIST_PAGES: usize = 200;
+
+pub struct ArmClient {
+    pipeline: Pipeline,
+    endpoint: Url,
+    metrics: Arc<Metrics>,
+}
+
+struct ArmResponse {
+    status: u16,
+    headers: Headers,
+    body: Vec<u8>,
+}
+
+impl ArmClient {
+    /// `endpoint` is the ARM base URL; tokens are requested for `<endpoint>/.default`, which is
+    /// the audience ARM accepts in every cloud.
+    pub fn new(
+        endpoint: Url,
+        credential: Arc<dyn TokenCredential>,
+        transport: Option<Transport>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let scope = token_scope(&endpoint);
+        let auth: Arc<dyn Policy> =
+            Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
+        let options = ClientOptions {
+            retry: RetryOptions::none(),
+            transport,
+            ..Default::default()
+        };
+        let pipeline = Pipeline::new(
+            Some(env!("CARGO_PKG_NAME")),
+            Some(env!("CARGO_PKG_VERSION")),
+            options,
+            Vec::new(),
+            vec![auth],
+            None,
+        );
+        Self {
+            pipeline,
+            endpoint,
+            metrics,
+        }
+    }
+
+    fn url(&self, path: &str, api_version: &str) -> Result<Url, String> {
+        let base = self.endpoint.as_str().trim_end_matches('/');
+        let mut url = Url::parse(&format!("{base}{path}")).map_err(|e| e.to_string())?;
+        url.query_pairs_mut()
+            .append_pair("api-version", api_version);
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        operation: Operation,
+        target: &str,
+        method: Method,
+        url: Url,
+        body: Option<serde_json::Value>,
+    ) -> Result<ArmResponse, ArmError> {
+        let mut request = Request::new(url, method);
+        request.insert_header("accept", "application/json");
+        if let Some(body) = body {
+            request
+                .set_json(&body)
+                .map_err(|e| decode_error(operation, target, e.to_string()))?;
+        }
+        let sent = self
+            .pipeline
+            .send(
+                &Context::new(),
+                &mut request,
+                Some(PipelineSendOptions {
+                    skip_checks: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                let message = error_chain(&error);
+                let failure = if matches!(error.kind(), ErrorKind::Credential) {
+                    ArmError::Credential {
+                        operation,
+                        target: target.to_string(),
+                        message,
+                    }
+                } else {
+                    ArmError::Transport {
+                        operation,
+                        target: target.to_string(),
+                        message,
+                    }
+                };
+                self.metrics.arm_request(operation, failure.code());
+                return Err(failure);
+            }
+        };
+        let (status, headers, body) = response.deconstruct();
+        let status = u16::from(status);
+        self.metrics.arm_request(operation, &status.to_string());
+        self.metrics.observe_rate_limits(&headers);
+        Ok(ArmResponse {
+            status,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(
+        operation: Operation,
+        target: &str,
+        response: &ArmResponse,
+    ) -> Result<T, ArmError> {
+        serde_json::from_slice(&response.body)
+            .map_err(|e| decode_error(operation, target, e.to_string()))
+    }
+}
+
+#[async_trait]
+impl AzureApi for ArmClient {
+    async fn get_registry(&self, registry: &RegistryId) -> Result<Registry, ArmError> {
+        let operation = Operation::GetRegistry;
+        let target = registry.as_str();
+        let url = self
+            .url(target, REGISTRY_API_VERSION)
+            .map_err(|e| decode_error(operation, target, e))?;
+        let response = self.send(operation, target, Method::Get, url, None).await?;
+        if response.status != 200 {
+            return Err(response_error(operation, target, &response));
+        }
+        let body: ArmRegistry = Self::parse(operation, target, &response)?;
+        Ok(Registry {
+            id: body.id,
+            login_server: body.properties.login_server,
+            mode: body
+                .properties
+                .role_assignment_mode
+                .as_deref()
+                .and_then(PermissionsMode::from_arm),
+        })
+    }
+
+    async fn get_kubelet_identity(&self, cluster: &ClusterId) -> Result<Option<String>, ArmError> {
+        let operation = Operation::GetManagedCluster;
+        let target = cluster.as_str();
+        let url = self
+            .url(target, MANAGED_CLUSTER_API_VERSION)
+            .map_err(|e| decode_error(operation, target, e))?;
+        let response = self.send(operation, target, Method::Get, url, None).await?;
+        if response.status != 200 {
+            return Err(response_error(operation, target, &response));
+        }
+        let body: ArmManagedCluster = Self::parse(operation, target, &response)?;
+        Ok(body
+            .properties
+            .identity_profile
+            .and_then(|profile| profile.kubeletidentity)
+            .and_then(|identity| identity.object_id))
+    }
+
+    async fn list_role_assignments(
+        &self,
+        registry: &RegistryId,
+    ) -> Result<Vec<RoleAssignment>, ArmError> {
+        let operation = Operation::ListRoleAssignments;
+        let target = registry.as_str();
+        let path = format!("{target}/providers/Microsoft.Authorization/roleAssignments");
+        let mut url = self
+            .url(&path, ROLE_ASSIGNMENT_API_VERSION)
+            .map_err(|e| decode_error(operation, target, e))?;
+        // atScope() = at or above the registry; `principalId eq` cannot be combined with it.
+        url.query_pairs_mut().append_pair("$filter", "atScope()");
+        let mut assignments = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let response = self.send(operation, target, Method::Get, url, None).await?;
+            if response.status != 200 {
+                return Err(response_error(operation, target, &response));
+            }
+            let page: ArmRoleAssignmentPage = Self::parse(operation, target, &response)?;
+            assignments.extend(
+                page.value
+                    .into_iter()
+                    .map(RoleAssignment::from)
+                    .filter(|assignment| assignment.scope.eq_ignore_ascii_case(target)),
+            );
+            match page.next_link {
+                None => return Ok(assignments),
+                Some(next) => {
+                    url = Url::parse(&next)
+                        .map_err(|e| decode_error(operation, target, e.to_string()))?;
+                    // Never send our token to a host other than the ARM endpoint.
+                    if url.origin() != self.endpoint.origin() {
+                        return Err(decode_error(
+                            operation,
+                            target,
+                            format!("nextLink points outside the ARM endpoint: {next}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Err(decode_error(
+            operation,
+            target,
+            format!("more than {MAX_LIST_PAGES} pages of role assignments"),
+        ))
+    }
+
+    async fn put_role_assignment(
+        &self,
+        request: &RoleAssignmentRequest,
+    ) -> Result<PutOutcome, ArmError> {
+        let operation = Operation::PutRoleAssignment;
+        let id = request.name.id_at(&request.registry);
+        let url = self
+            .url(&id, ROLE_ASSIGNMENT_API_VERSION)
+            .map_err(|e| decode_error(operation, &id, e))?;
+        let body = json!({
+            "properties": {
+                "roleDefinitionId": request.role.definition_id(request.registry.subscription()),
+                "principalId": request.principal.as_str(),
+                // Skips Entra's directory lookup, which fails for freshly created identities.
+                "principalType": "ServicePrincipal",
+                "description": request.description,
+            }
+        });
+        let response = self
+            .send(operation, &id, Method::Put, url, Some(body))
+            .await?;
+        match response.status {
+            200 | 201 => {
+                let body: ArmRoleAssignment = Self::parse(operation, &id, &response)?;
+                Ok(PutOutcome::Applied(body.into()))
+            }
+            409 => {
+                let error = parse_error_body(&response.body);
+                if error.code == "RoleAssignmentExists" {
+                    Ok(PutOutcome::AlreadyExists {
+                        existing_name: existing_assignment_name(&error.message),
+                    })
+                } else {
+                    Err(response_error(operation, &id, &response))
+                }
+            }
+            _ => Err(response_error(operation, &id, &response)),
+        }
+    }
+
+    async fn delete_role_assignment(&self, assignment_id: &str) -> Result<DeleteOutcome, ArmError> {
+        let operation = Operation::DeleteRoleAssignment;
+        let url = self
+            .url(assignment_id, ROLE_ASSIGNMENT_API_VERSION)
+            .map_err(|e| decode_error(operation, assignment_id, e))?;
+        let response = self
+            .send(operation, assignment_id, Method::Delete, url, None)
+            .await?;
+        match response.status {
+            200 => Ok(DeleteOutcome::Deleted),
+            // 204: "already deleted or does not exist"; 404: the scope itself is gone.
+            204 | 404 => Ok(DeleteOutcome::AlreadyGone),
+            _ => Err(response_error(operation, assignment_id, &response)),
+        }
+    }
+}
+
+/// `https://management.azure.com/` -> `https://management.azure.com/.default`.
+pub fn token_scope(endpoint: &Url) -> String {
+    format!("{}/.default", endpoint.as_str().trim_end_matches('/'))
+}
+
+fn decode_error(operation: Operation, target: &str, message: String) -> ArmError {
+    ArmError::Decode {
+        operation,
+        target: target.to_string(),
+        message,
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ArmErrorDetail {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct ArmErrorBody {
+    error: ArmErrorDetail,
+}
+
+fn parse_error_body(body: &[u8]) -> ArmErrorDetail {
+    serde_json::from_slice::<ArmErrorBody>(body)
+        .map(|parsed| parsed.error)
+        .unwrap_or_else(|_| ArmErrorDetail {
+            code: String::new(),
+            message: String::from_utf8_lossy(body).chars().take(300).collect(),
+        })
+}
+
+fn response_error(operation: Operation, target: &str, response: &ArmResponse) -> ArmError {
+    let detail = parse_error_body(&response.body);
+    let retry_after = response
+        .headers
+        .get_optional_str(&HeaderName::from_static("retry-after"))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    ArmError::Response {
+        operation,
+        target: target.to_string(),
+        status: response.status,
+        code: if detail.code.is_empty() {
+            format!("Http{}", response.status)
+        } else {
+            detail.code
+        },
+        message: detail.message,
+        retry_after,
+    }
+}
+
+/// "The ID of the existing role assignment is 0b5fe9249a61425c96afcfe6e287ca2d." -> hyphenated GUID.
+fn existing_assignment_name(message: &str) -> Option<String> {
+    let marker = "existing role assignment is ";
+    let start = message.find(marker)? + marker.len();
+    let hex: String = message[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+        .filter(|c| *c != '-')
+        .collect();
+    uuid::Uuid::try_parse(&hex)
+        .ok()
+        .map(|id| id.hyphenated().to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmRegistry {
+    id: String,
+    properties: ArmRegistryProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmRegistryProperties {
+    login_server: Option<String>,
+    role_assignment_mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmManagedCluster {
+    properties: ArmManagedClusterProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmManagedClusterProperties {
+    identity_profile: Option<ArmIdentityProfile>,
+}
+
+#[derive(Deserialize)]
+struct ArmIdentityProfile {
+    kubeletidentity: Option<ArmUserAssignedIdentity>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmUserAssignedIdentity {
+    object_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmRoleAssignmentPage {
+    value: Vec<ArmRoleAssignment>,
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmRoleAssignment {
+    id: String,
+    name: String,
+    properties: ArmRoleAssignmentProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmRoleAssignmentProperties {
+    role_definition_id: String,
+    principal_id: String,
+    scope: String,
+    condition: Option<String>,
+    description: Option<String>,
+}
+
+impl From<ArmRoleAssignment> for RoleAssignment {
+    fn from(value: ArmRoleAssignment) -> Self {
+        RoleAssignment {
+            id: value.id,
+            name: RoleAssignmentName::from_arm(&value.name),
+            scope: value.properties.scope,
+            role_definition_id: value.properties.role_definition_id,
+            principal_id: value.properties.principal_id,
+            condition: value.properties.condition,
+            description: value.properties.description,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_name_is_recovered_from_the_409_message() {
+        assert_eq!(
+            existing_assignment_name(
+                "The role assignment already exists. The ID of the existing role assignment is 0b5fe9249a61425c96afcfe6e287ca2d."
+            )
+            .as_deref(),
+            Some("0b5fe924-9a61-425c-96af-cfe6e287ca2d")
+        );
+        assert_eq!(
+            existing_assignment_name("The role assignment already exists."),
+            None
+        );
+    }
+
+    #[test]
+    fn token_scope_follows_the_endpoint() {
+        let public = Url::parse("https://management.azure.com/").unwrap();
+        assert_eq!(
+            token_scope(&public),
+            "https://management.azure.com/.default"
+        );
+        let china = Url::parse("https://management.chinacloudapi.cn").unwrap();
+        assert_eq!(
+            token_scope(&china),
+            "https://management.chinacloudapi.cn/.default"
+        );
+    }
+
+    #[test]
+    fn published_examples_decode() {
+        // Shapes from the Azure REST API specs (emulators/arm/contracts).
+        let list: ArmRoleAssignmentPage = serde_json::from_str(
+            r#"{"value":[{"properties":{"roleDefinitionId":"/providers/Microsoft.Authorization/roleDefinitions/0b5fe924-9a61-425c-96af-cfe6e287ca2d","principalId":"ce2ce14e-85d7-4629-bdbc-454d0519d987","principalType":"User","scope":"/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"},"id":"/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2/providers/Microsoft.Authorization/roleAssignments/b0f43c54-e787-4862-89b1-a653fa9cf747","type":"Microsoft.Authorization/roleAssignments","name":"b0f43c54-e787-4862-89b1-a653fa9cf747"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(list.value.len(), 1);
+        assert!(list.next_link.is_none());
+    }
+}

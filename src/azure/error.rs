@@ -1,0 +1,296 @@
+//! ARM failures and their classification — the one place that decides whether a failure is retried
+//! soon, needs a human, or is permanent, and which condition reason and message it surfaces as.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::decide::reasons;
+
+/// The ARM operation a failure came from; also the `operation` label of request metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    GetRegistry,
+    GetManagedCluster,
+    ListRoleAssignments,
+    PutRoleAssignment,
+    DeleteRoleAssignment,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::GetRegistry => "get_registry",
+            Operation::GetManagedCluster => "get_managed_cluster",
+            Operation::ListRoleAssignments => "list_role_assignments",
+            Operation::PutRoleAssignment => "put_role_assignment",
+            Operation::DeleteRoleAssignment => "delete_role_assignment",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArmError {
+    /// The credential could not produce a token (misconfiguration, federated token missing, ...).
+    #[error("{operation} {target}: could not get an Azure token: {message}")]
+    Credential {
+        operation: Operation,
+        target: String,
+        message: String,
+    },
+    /// No HTTP response: connection refused, TLS failure, timeout.
+    #[error("{operation} {target}: could not reach Azure Resource Manager: {message}")]
+    Transport {
+        operation: Operation,
+        target: String,
+        message: String,
+    },
+    /// ARM answered with an error status and (usually) an `{"error":{"code","message"}}` body.
+    #[error("{operation} {target}: HTTP {status} {code}: {message}")]
+    Response {
+        operation: Operation,
+        target: String,
+        status: u16,
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// A success status whose body we could not read.
+    #[error("{operation} {target}: unexpected response body: {message}")]
+    Decode {
+        operation: Operation,
+        target: String,
+        message: String,
+    },
+}
+
+/// How the controller treats a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Transient: back off and retry; Reconciling=True.
+    RetrySoon,
+    /// Only a human can fix it: Stalled=True, slow retry.
+    NeedsHuman,
+    /// Retrying cannot help until the object changes.
+    Permanent,
+}
+
+/// A classified failure: what to do and what to tell the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub reason: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            reason,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl ArmError {
+    pub fn operation(&self) -> Operation {
+        match self {
+            ArmError::Credential { operation, .. }
+            | ArmError::Transport { operation, .. }
+            | ArmError::Response { operation, .. }
+            | ArmError::Decode { operation, .. } => *operation,
+        }
+    }
+
+    /// ARM error code, or a stable label for failures without one (metrics use it).
+    pub fn code(&self) -> &str {
+        match self {
+            ArmError::Credential { .. } => "CredentialUnavailable",
+            ArmError::Transport { .. } => "TransportError",
+            ArmError::Response { code, .. } => code,
+            ArmError::Decode { .. } => "UnexpectedResponse",
+        }
+    }
+
+    pub fn classify(&self) -> Failure {
+        match self {
+            ArmError::Credential { message, .. } => Failure::new(
+                ErrorClass::NeedsHuman,
+                reasons::AUTHENTICATION_FAILED,
+                format!(
+                    "acr-attach could not get an Azure token ({message}); check the --credential flag and the identity's settings"
+                ),
+            ),
+            ArmError::Transport { .. } => Failure::new(
+                ErrorClass::RetrySoon,
+                reasons::AZURE_UNAVAILABLE,
+                self.to_string(),
+            ),
+            ArmError::Decode { .. } => Failure::new(
+                ErrorClass::NeedsHuman,
+                reasons::AZURE_REQUEST_REJECTED,
+                self.to_string(),
+            ),
+            ArmError::Response {
+                operation,
+                target,
+                status,
+                code,
+                message,
+                retry_after,
+            } => {
+                let mut failure = classify_response(*operation, target, *status, code, message);
+                failure.retry_after = *retry_after;
+                failure
+            }
+        }
+    }
+}
+
+fn classify_response(
+    operation: Operation,
+    target: &str,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> Failure {
+    let retry = |reason| Failure::new(ErrorClass::RetrySoon, reason, format!("{code}: {message}"));
+    let human = |reason, text: String| Failure::new(ErrorClass::NeedsHuman, reason, text);
+    match (status, code) {
+        (429, _) => retry(reasons::AZURE_THROTTLED),
+        (408, _) | (500..=599, _) => retry(reasons::AZURE_UNAVAILABLE),
+        (_, "PrincipalNotFound") => retry(reasons::PRINCIPAL_NOT_REPLICATED),
+        (401, _) => human(
+            reasons::AUTHENTICATION_FAILED,
+            format!("Azure refused acr-attach's token ({code}: {message})"),
+        ),
+        (403, _) => human(
+            reasons::AUTHORIZATION_FAILED,
+            describe_authorization_failure(code, message),
+        ),
+        (404, _) => match operation {
+            Operation::GetManagedCluster => human(
+                reasons::CLUSTER_NOT_FOUND,
+                format!(
+                    "the AKS cluster {target} was not found ({code}); fix --cluster-resource-id or set spec.principal.objectId"
+                ),
+            ),
+            _ => human(
+                reasons::REGISTRY_NOT_FOUND,
+                format!(
+                    "the registry {target} was not found ({code}: {message}); fix spec.registry.resourceId"
+                ),
+            ),
+        },
+        (_, "RoleAssignmentLimitExceeded") => human(
+            reasons::ROLE_ASSIGNMENT_LIMIT,
+            format!(
+                "the subscription has no room for another role assignment ({message}); remove unused assignments"
+            ),
+        ),
+        (409, _) => retry(reasons::AZURE_UNAVAILABLE),
+        _ => human(
+            reasons::AZURE_REQUEST_REJECTED,
+            format!("Azure rejected {operation} for {target}: HTTP {status} {code}: {message}"),
+        ),
+    }
+}
+
+/// Names the missing action and scope, and what to grant, from ARM's AuthorizationFailed text:
+/// "... does not have authorization to perform action 'X' over scope 'Y' or the scope is invalid."
+fn describe_authorization_failure(code: &str, message: &str) -> String {
+    let quoted_after = |marker: &str| {
+        let start = message.find(marker)? + marker.len();
+        let rest = &message[start..];
+        let end = rest.find('\'')?;
+        Some(rest[..end].to_string())
+    };
+    match (
+        quoted_after("perform action '"),
+        quoted_after("over scope '"),
+    ) {
+        (Some(action), Some(scope)) => format!(
+            "acr-attach's Azure identity is not allowed to perform '{action}' on '{scope}' ({code}); grant it \"Role Based Access Control Administrator\" (conditioned to AcrPull and Container Registry Repository Reader) on the registry, and Reader on the AKS cluster"
+        ),
+        _ => format!("acr-attach's Azure identity was refused ({code}: {message})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(operation: Operation, status: u16, code: &str, message: &str) -> ArmError {
+        ArmError::Response {
+            operation,
+            target: "/subscriptions/s/x".to_string(),
+            status,
+            code: code.to_string(),
+            message: message.to_string(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn throttling_and_server_errors_retry_soon() {
+        for (status, code) in [
+            (429, "SubscriptionRequestsThrottled"),
+            (500, "InternalServerError"),
+            (503, "ServiceUnavailable"),
+        ] {
+            let failure = response(Operation::GetRegistry, status, code, "m").classify();
+            assert_eq!(failure.class, ErrorClass::RetrySoon, "{status}");
+        }
+    }
+
+    #[test]
+    fn authorization_failure_names_action_and_scope() {
+        let failure = response(
+            Operation::PutRoleAssignment,
+            403,
+            "AuthorizationFailed",
+            "The client 'c' with object id 'o' does not have authorization to perform action 'Microsoft.Authorization/roleAssignments/write' over scope '/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r/providers/Microsoft.Authorization/roleAssignments/n' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+        )
+        .classify();
+        assert_eq!(failure.class, ErrorClass::NeedsHuman);
+        assert_eq!(failure.reason, reasons::AUTHORIZATION_FAILED);
+        assert!(
+            failure
+                .message
+                .contains("'Microsoft.Authorization/roleAssignments/write'")
+        );
+        assert!(failure.message.contains("registries/r/providers"));
+    }
+
+    #[test]
+    fn not_found_depends_on_what_was_missing() {
+        assert_eq!(
+            response(Operation::GetRegistry, 404, "ResourceNotFound", "m")
+                .classify()
+                .reason,
+            reasons::REGISTRY_NOT_FOUND
+        );
+        assert_eq!(
+            response(Operation::GetManagedCluster, 404, "ResourceNotFound", "m")
+                .classify()
+                .reason,
+            reasons::CLUSTER_NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn principal_not_found_starts_as_transient() {
+        let failure =
+            response(Operation::PutRoleAssignment, 400, "PrincipalNotFound", "m").classify();
+        assert_eq!(failure.class, ErrorClass::RetrySoon);
+        assert_eq!(failure.reason, reasons::PRINCIPAL_NOT_REPLICATED);
+    }
+}

@@ -1,0 +1,444 @@
+//! One reconciliation of one `RegistryAttachment`: validate, hold a finalizer, resolve principal,
+//! registry and role, make Azure match the plan, and write the outcome into status. On deletion,
+//! detach what we created (or release). Azure failures end up as conditions and a requeue delay
+//! chosen by their class; only Kubernetes write failures escape as errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::{info, warn};
+
+use crate::azure::error::{ErrorClass, Failure};
+use crate::azure::{DeleteOutcome, PutOutcome, RoleAssignmentRequest};
+use crate::controller::Context;
+use crate::controller::clock::rfc3339;
+use crate::controller::cluster::Notice;
+use crate::crd::{
+    AssignmentStatus, Ownership, RegistryAttachment, RegistryAttachmentStatus, ResolvedPrincipal,
+    ResolvedRegistry, SKIP_CLEANUP_ANNOTATION,
+};
+use crate::decide::conditions::{self, Outcome, escalate_principal_not_found, next_conditions};
+use crate::decide::plan::{
+    CleanupPlan, Ensure, Intent, choose_role, claims_of_others, plan_apply, plan_cleanup,
+    recorded_intent,
+};
+use crate::decide::reasons;
+use crate::decide::validate::{RequestedPrincipal, describe, validate};
+use crate::model::PrincipalId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("writing to the Kubernetes API failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+pub async fn reconcile(
+    attachment: Arc<RegistryAttachment>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = ctx.clock.now();
+    let result = if attachment.is_deleting() {
+        detach(&attachment, &ctx).await
+    } else {
+        attach(&attachment, &ctx).await
+    };
+    let label = match &result {
+        Ok((_, label)) => *label,
+        Err(_) => "error",
+    };
+    ctx.metrics
+        .reconciled(label, ctx.clock.now().saturating_duration_since(started));
+    result.map(|(action, _)| action)
+}
+
+/// What has been learned so far in this reconciliation, kept for the status whatever happens.
+struct Progress {
+    status: RegistryAttachmentStatus,
+}
+
+impl Progress {
+    fn new(attachment: &RegistryAttachment) -> Self {
+        let mut status = attachment.status.clone().unwrap_or_default();
+        status.observed_generation = attachment.metadata.generation;
+        Self { status }
+    }
+}
+
+async fn attach(
+    attachment: &RegistryAttachment,
+    ctx: &Context,
+) -> Result<(Action, &'static str), ReconcileError> {
+    let mut progress = Progress::new(attachment);
+
+    let desired = match validate(&attachment.spec) {
+        Ok(desired) => desired,
+        Err(errors) => {
+            // Nothing reaches Azure; only a change to the object can help.
+            let failure = Failure::new(
+                ErrorClass::Permanent,
+                reasons::INVALID_SPEC,
+                describe(&errors),
+            );
+            return finish_failure(attachment, ctx, progress, failure).await;
+        }
+    };
+
+    if !attachment.has_finalizer() {
+        ctx.cluster.add_finalizer(attachment).await?;
+    }
+
+    let principal = match resolve_principal(&desired.principal, ctx).await {
+        Ok((principal, source)) => {
+            progress.status.principal = Some(ResolvedPrincipal {
+                object_id: principal.to_string(),
+                source: source.to_string(),
+            });
+            principal
+        }
+        Err(failure) => return finish_failure(attachment, ctx, progress, failure).await,
+    };
+
+    let snapshot = match ctx
+        .reads
+        .registry(&desired.registry, ctx.azure.as_ref())
+        .await
+    {
+        Ok(snapshot) => snapshot,
+        Err(error) => return finish_failure(attachment, ctx, progress, error.classify()).await,
+    };
+    progress.status.registry = Some(ResolvedRegistry {
+        id: desired.registry.to_string(),
+        login_server: snapshot.registry.login_server.clone(),
+        permissions_mode: snapshot.registry.mode.map(|mode| mode.as_arm().to_string()),
+    });
+
+    let role = match choose_role(desired.role, snapshot.registry.mode) {
+        Ok(role) => role,
+        Err(problem) => {
+            let failure = Failure::new(ErrorClass::NeedsHuman, problem.reason, problem.message);
+            return finish_failure(attachment, ctx, progress, failure).await;
+        }
+    };
+    progress.status.role = Some(role.short_name().to_string());
+    progress.status.role_definition_id = Some(role.definition_id(desired.registry.subscription()));
+
+    let intent = Intent {
+        registry: desired.registry.clone(),
+        principal,
+        role,
+    };
+    let others = ctx.cluster.attachments();
+    let claims = claims_of_others(&attachment.name_any(), others.iter().map(Arc::as_ref));
+    let plan = plan_apply(
+        &intent,
+        &snapshot.assignments,
+        progress.status.assignment.as_ref(),
+        &claims,
+    );
+
+    let (assignment_id, ownership) = match plan.ensure {
+        Ensure::Present {
+            assignment_id,
+            ownership,
+        } => (assignment_id, ownership),
+        Ensure::Create { name } => {
+            // Record the intent before the PUT: if we crash after it, cleanup still knows which
+            // assignment (by its derived name) is ours.
+            if recorded_intent(attachment).as_ref() != Some(&intent) {
+                let outcome = Outcome::Progressing {
+                    reason: reasons::ATTACHING,
+                    message: format!("assigning {} to {}", role.display_name(), intent.principal),
+                    keep_ready: false,
+                };
+                write_status(attachment, ctx, &mut progress, &outcome, "Attach").await?;
+            }
+            let request = RoleAssignmentRequest {
+                registry: intent.registry.clone(),
+                name,
+                principal: intent.principal.clone(),
+                role,
+                description: format!(
+                    "Managed by acr-attach for RegistryAttachment {}",
+                    attachment.name_any()
+                ),
+            };
+            match create(&request, &intent, ctx).await {
+                Ok(ensured) => ensured,
+                Err(failure) => return finish_failure(attachment, ctx, progress, failure).await,
+            }
+        }
+    };
+    ctx.forget_principal_failure(&attachment.name_any());
+    progress.status.assignment = Some(AssignmentStatus {
+        id: assignment_id,
+        principal_id: intent.principal.to_string(),
+        role: role.short_name().to_string(),
+        ownership,
+    });
+
+    if let Some(stale) = plan.retire {
+        match ctx.azure.delete_role_assignment(&stale).await {
+            Ok(_) => {
+                ctx.reads.record_deleted(&stale).await;
+                info!(attachment = %attachment.name_any(), assignment = %stale, "retired the previous role assignment");
+            }
+            Err(error) => {
+                // The new grant is in place; keep retrying the removal of the old one.
+                let failure = error.classify();
+                let mut progress_for_retry = progress;
+                progress_for_retry.status.assignment = attachment
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.assignment.clone());
+                return finish_failure(attachment, ctx, progress_for_retry, failure).await;
+            }
+        }
+    }
+
+    progress.status.last_sync_time = Some(rfc3339(snapshot.fetched_at));
+    ctx.reset_backoff(&attachment.name_any());
+    let message = match ownership {
+        Ownership::Created => format!(
+            "{} granted to {} on {}",
+            role.display_name(),
+            intent.principal,
+            desired.registry.name()
+        ),
+        Ownership::Adopted => format!(
+            "{} for {} on {} already existed (adopted; acr-attach will not delete it)",
+            role.display_name(),
+            intent.principal,
+            desired.registry.name()
+        ),
+    };
+    write_status(
+        attachment,
+        ctx,
+        &mut progress,
+        &Outcome::Ready { message },
+        "Attach",
+    )
+    .await?;
+    // Wake just after the registry's shared reads expire: the first attachment to wake refreshes
+    // them and the rest reuse that read.
+    let until_expiry = snapshot
+        .expires_at
+        .saturating_duration_since(ctx.clock.now());
+    Ok((
+        Action::requeue(until_expiry + Duration::from_secs(1)),
+        "ready",
+    ))
+}
+
+/// PUT the assignment; on 409 adopt the equivalent one that exists under another name.
+async fn create(
+    request: &RoleAssignmentRequest,
+    intent: &Intent,
+    ctx: &Context,
+) -> Result<(String, Ownership), Failure> {
+    match ctx.azure.put_role_assignment(request).await {
+        Ok(PutOutcome::Applied(assignment)) => {
+            let id = assignment.id.clone();
+            ctx.reads.record_created(&intent.registry, assignment).await;
+            Ok((id, Ownership::Created))
+        }
+        Ok(PutOutcome::AlreadyExists { existing_name }) => {
+            let listed = ctx
+                .reads
+                .relist(&intent.registry, ctx.azure.as_ref())
+                .await
+                .map_err(|error| error.classify())?;
+            listed
+                .iter()
+                .find(|a| a.grants(&intent.registry, &intent.principal, intent.role))
+                .map(|existing| (existing.id.clone(), Ownership::Adopted))
+                .ok_or_else(|| {
+                    Failure::new(
+                        ErrorClass::RetrySoon,
+                        reasons::ATTACHING,
+                        format!(
+                            "Azure reports an equivalent role assignment ({}) that is not listed yet; retrying",
+                            existing_name.unwrap_or_else(|| "unnamed".to_string())
+                        ),
+                    )
+                })
+        }
+        Err(error) => Err(error.classify()),
+    }
+}
+
+async fn resolve_principal(
+    requested: &RequestedPrincipal,
+    ctx: &Context,
+) -> Result<(PrincipalId, &'static str), Failure> {
+    use crate::controller::KubeletIdentity;
+    match (requested, &ctx.settings.kubelet_identity) {
+        (RequestedPrincipal::Explicit(principal), _) => Ok((principal.clone(), "Spec")),
+        (RequestedPrincipal::KubeletIdentity, KubeletIdentity::ObjectId(principal)) => {
+            Ok((principal.clone(), "OperatorConfig"))
+        }
+        (RequestedPrincipal::KubeletIdentity, KubeletIdentity::FromCluster(cluster)) => {
+            let object_id = ctx
+                .reads
+                .kubelet_identity(cluster, ctx.azure.as_ref())
+                .await
+                .map_err(|error| error.classify())?;
+            let missing = || {
+                Failure::new(
+                    ErrorClass::NeedsHuman,
+                    reasons::KUBELET_IDENTITY_MISSING,
+                    format!(
+                        "the AKS cluster {cluster} reports no properties.identityProfile.kubeletidentity.objectId (a service-principal cluster?); set spec.principal.objectId or --kubelet-object-id"
+                    ),
+                )
+            };
+            let object_id = object_id.ok_or_else(missing)?;
+            let principal = PrincipalId::parse(&object_id).map_err(|_| missing())?;
+            Ok((principal, "ManagedCluster"))
+        }
+        (RequestedPrincipal::KubeletIdentity, KubeletIdentity::Unconfigured) => Err(Failure::new(
+            ErrorClass::NeedsHuman,
+            reasons::NO_PRINCIPAL_CONFIGURED,
+            "spec.principal.objectId is not set and acr-attach was started without --kubelet-object-id or --cluster-resource-id; set one of them",
+        )),
+    }
+}
+
+/// Writes status and conditions for `outcome`, publishing an event when Ready changes.
+async fn write_status(
+    attachment: &RegistryAttachment,
+    ctx: &Context,
+    progress: &mut Progress,
+    outcome: &Outcome,
+    action: &'static str,
+) -> Result<(), ReconcileError> {
+    // Starts as the object's conditions; after a first write in this reconcile, those written.
+    let baseline = progress.status.conditions.clone();
+    let now = rfc3339(ctx.clock.wall());
+    progress.status.conditions =
+        next_conditions(&baseline, outcome, attachment.metadata.generation, &now);
+    ctx.cluster
+        .patch_status(attachment, &progress.status)
+        .await?;
+    if let Some(transition) = conditions::transition(&baseline, &progress.status.conditions) {
+        let notice = Notice {
+            warning: transition.warning,
+            reason: transition.reason,
+            note: transition.note,
+            action,
+        };
+        if let Err(error) = ctx.cluster.publish(attachment, &notice).await {
+            // An event is best effort; the condition already carries the information.
+            warn!(attachment = %attachment.name_any(), %error, "could not publish event");
+        }
+    }
+    Ok(())
+}
+
+async fn finish_failure(
+    attachment: &RegistryAttachment,
+    ctx: &Context,
+    mut progress: Progress,
+    failure: Failure,
+) -> Result<(Action, &'static str), ReconcileError> {
+    let name = attachment.name_any();
+    let failure = match failure.reason {
+        reasons::PRINCIPAL_NOT_REPLICATED => {
+            let missing_for = ctx.principal_failure_age(&name);
+            escalate_principal_not_found(failure, missing_for, ctx.settings.principal_grace)
+        }
+        _ => failure,
+    };
+    let confirmed_for_this_generation = attachment.status.as_ref().is_some_and(|status| {
+        status.observed_generation == attachment.metadata.generation
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == conditions::READY && c.status == "True")
+    });
+    let outcome = Outcome::from_failure(&failure, confirmed_for_this_generation);
+    warn!(attachment = %name, reason = failure.reason, message = %failure.message, "reconcile did not complete");
+    write_status(attachment, ctx, &mut progress, &outcome, "Attach").await?;
+    let action = match failure.class {
+        ErrorClass::RetrySoon => Action::requeue(ctx.next_backoff(&name, failure.retry_after)),
+        ErrorClass::NeedsHuman => Action::requeue(ctx.settings.stalled_retry),
+        ErrorClass::Permanent => Action::await_change(),
+    };
+    Ok((action, outcome.label()))
+}
+
+async fn detach(
+    attachment: &RegistryAttachment,
+    ctx: &Context,
+) -> Result<(Action, &'static str), ReconcileError> {
+    if !attachment.has_finalizer() {
+        return Ok((Action::await_change(), "detached"));
+    }
+    let name = attachment.name_any();
+    let others = ctx.cluster.attachments();
+    let claims = claims_of_others(&name, others.iter().map(Arc::as_ref));
+    let assignment_ids = match plan_cleanup(attachment, &claims) {
+        CleanupPlan::Release { why } => return release(attachment, ctx, &why).await,
+        CleanupPlan::Delete { assignment_ids } => assignment_ids,
+    };
+    for assignment_id in &assignment_ids {
+        match ctx.azure.delete_role_assignment(assignment_id).await {
+            Ok(DeleteOutcome::Deleted | DeleteOutcome::AlreadyGone) => {
+                ctx.reads.record_deleted(assignment_id).await;
+            }
+            Err(error) => {
+                let failure = error.classify();
+                let mut progress = Progress::new(attachment);
+                let outcome = match failure.class {
+                    ErrorClass::RetrySoon => Outcome::Progressing {
+                        reason: reasons::DETACHING,
+                        message: format!("deleting {assignment_id}: {}", failure.message),
+                        keep_ready: false,
+                    },
+                    ErrorClass::NeedsHuman | ErrorClass::Permanent => Outcome::Stalled {
+                        reason: reasons::DETACH_BLOCKED,
+                        message: format!(
+                            "cannot delete role assignment {assignment_id}: {}. Fix that, or set the annotation {SKIP_CLEANUP_ANNOTATION}: \"true\" to release this object and leave the assignment in Azure",
+                            failure.message
+                        ),
+                    },
+                };
+                write_status(attachment, ctx, &mut progress, &outcome, "Detach").await?;
+                let delay = match failure.class {
+                    ErrorClass::RetrySoon => ctx.next_backoff(&name, failure.retry_after),
+                    _ => ctx.settings.stalled_retry,
+                };
+                return Ok((Action::requeue(delay), outcome.label()));
+            }
+        }
+    }
+    release(
+        attachment,
+        ctx,
+        &format!("deleted role assignment {}", assignment_ids.join(", ")),
+    )
+    .await
+}
+
+async fn release(
+    attachment: &RegistryAttachment,
+    ctx: &Context,
+    why: &str,
+) -> Result<(Action, &'static str), ReconcileError> {
+    let notice = Notice {
+        warning: false,
+        reason: "Detached".to_string(),
+        note: why.to_string(),
+        action: "Detach",
+    };
+    if let Err(error) = ctx.cluster.publish(attachment, &notice).await {
+        warn!(attachment = %attachment.name_any(), %error, "could not publish event");
+    }
+    ctx.cluster.remove_finalizer(attachment).await?;
+    ctx.reset_backoff(&attachment.name_any());
+    ctx.forget_principal_failure(&attachment.name_any());
+    info!(attachment = %attachment.name_any(), %why, "released");
+    Ok((Action::await_change(), "detached"))
+}

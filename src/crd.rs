@@ -1,0 +1,235 @@
+//! The `RegistryAttachment` custom resource (cluster-scoped, `acrattach.io/v1alpha1`): its spec, its
+//! status, and the schema rules the API server enforces at admission.
+//!
+//! The schema refuses what it can (patterns, enums, GUIDs); `decide::validate` repeats every check
+//! so an object that reached us through an older CRD still cannot cause an Azure write.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "acrattach.io";
+pub const FINALIZER: &str = "acrattach.io/cleanup";
+/// Set to "true" to release a stuck deletion without touching Azure.
+pub const SKIP_CLEANUP_ANNOTATION: &str = "acrattach.io/skip-cleanup";
+
+/// ARM resource id of a registry; segment names are case-insensitive as in ARM.
+pub const REGISTRY_ID_PATTERN: &str = r"^/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-\w.()]{0,89}[-\w()]/(?i:providers/Microsoft\.ContainerRegistry/registries)/[a-zA-Z0-9]{5,50}$";
+pub const GUID_PATTERN: &str =
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// Grants an identity (by default the cluster's kubelet identity) pull access to one Azure
+/// Container Registry, choosing AcrPull or Container Registry Repository Reader from the
+/// registry's permissions mode.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "acrattach.io",
+    version = "v1alpha1",
+    kind = "RegistryAttachment",
+    plural = "registryattachments",
+    shortname = "ra",
+    category = "acr-attach",
+    status = "RegistryAttachmentStatus",
+    printcolumn = r#"{"name":"Registry","type":"string","jsonPath":".status.registry.loginServer"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".status.role"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryAttachmentSpec {
+    /// The registry to attach.
+    pub registry: RegistryReference,
+    /// Which role to assign. `Auto` reads the registry's permissions mode and picks AcrPull for
+    /// classic registries or Container Registry Repository Reader for ABAC repository-permissions
+    /// registries.
+    #[serde(default)]
+    pub role: RoleChoice,
+    /// The identity that receives the role. Defaults to the cluster's kubelet identity from the
+    /// operator's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<PrincipalReference>,
+    /// What happens to the role assignment when this object is deleted: `Delete` removes the
+    /// assignment acr-attach created; `Orphan` leaves it in Azure.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryReference {
+    /// ARM resource id: /subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.ContainerRegistry/registries/<name>
+    #[schemars(regex(pattern = REGISTRY_ID_PATTERN), length(max = 300))]
+    pub resource_id: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalReference {
+    /// Entra object (principal) id of the identity, a GUID.
+    #[schemars(regex(pattern = GUID_PATTERN))]
+    pub object_id: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RoleChoice {
+    #[default]
+    Auto,
+    AcrPull,
+    RepositoryReader,
+    /// Any value the schema would have refused; kept so one bad object cannot break the watch.
+    #[serde(other)]
+    #[schemars(skip)]
+    Unrecognized,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Orphan,
+    #[serde(other)]
+    #[schemars(skip)]
+    Unrecognized,
+}
+
+/// Observed state, written only by acr-attach.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryAttachmentStatus {
+    /// The metadata.generation this status describes (kstatus reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling and Stalled, with metav1.Condition semantics.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The registry as Azure describes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<ResolvedRegistry>,
+    /// The identity that should hold the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<ResolvedPrincipal>,
+    /// Effective role: AcrPull or RepositoryReader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Role definition id of the effective role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_definition_id: Option<String>,
+    /// The role assignment that grants the role, once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<AssignmentStatus>,
+    /// Last time the assignment was verified against Azure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedRegistry {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_server: Option<String>,
+    /// LegacyRegistryPermissions or AbacRepositoryPermissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_mode: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedPrincipal {
+    pub object_id: String,
+    /// Where the id came from: Spec, OperatorConfig or ManagedCluster.
+    pub source: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentStatus {
+    /// Full ARM id of the role assignment.
+    pub id: String,
+    /// Principal the assignment grants to.
+    pub principal_id: String,
+    /// AcrPull or RepositoryReader.
+    pub role: String,
+    /// Created (acr-attach made it and may delete it) or Adopted (it existed; never deleted).
+    pub ownership: Ownership,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Ownership {
+    Created,
+    Adopted,
+}
+
+/// metav1.Condition, with the same JSON shape and semantics.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Changes only when status flips.
+    #[schemars(extend("format" = "date-time"))]
+    pub last_transition_time: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl RegistryAttachment {
+    pub fn skip_cleanup(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(SKIP_CLEANUP_ANNOTATION))
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+    }
+
+    pub fn is_deleting(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+
+    pub fn has_finalizer(&self) -> bool {
+        self.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|finalizers| finalizers.iter().any(|f| f == FINALIZER))
+    }
+}
+
+/// The CRD as YAML, exactly what `acr-attach crd` prints and `crds/` holds.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = RegistryAttachment::crd();
+    // serde-saphyr cannot fail on a CRD (plain maps, strings and numbers).
+    serde_saphyr::to_string(&crd).unwrap_or_else(|error| format!("# cannot render CRD: {error}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_enum_values_do_not_break_deserialisation() {
+        let spec: RegistryAttachmentSpec = serde_json::from_value(serde_json::json!({
+            "registry": {"resourceId": "x"},
+            "role": "Owner",
+            "deletionPolicy": "Sometimes"
+        }))
+        .unwrap();
+        assert_eq!(spec.role, RoleChoice::Unrecognized);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Unrecognized);
+    }
+
+    #[test]
+    fn defaults_are_auto_and_delete() {
+        let spec: RegistryAttachmentSpec =
+            serde_json::from_value(serde_json::json!({"registry": {"resourceId": "x"}})).unwrap();
+        assert_eq!(spec.role, RoleChoice::Auto);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+    }
+}

@@ -1,0 +1,34 @@
+//! Every condition reason acr-attach writes, in one place. CamelCase, stable: users match on them in
+//! alerts and `kubectl wait`, so renaming one is a breaking change.
+
+/// Ready=True: the role assignment exists for the right principal and role.
+pub const ATTACHED: &str = "Attached";
+/// Work in progress: recording intent, creating the assignment.
+pub const ATTACHING: &str = "Attaching";
+/// Deletion in progress.
+pub const DETACHING: &str = "Detaching";
+
+// Transient: retried with backoff, Reconciling=True.
+pub const AZURE_THROTTLED: &str = "AzureThrottled";
+pub const AZURE_UNAVAILABLE: &str = "AzureUnavailable";
+/// PrincipalNotFound inside the Entra replication window.
+pub const PRINCIPAL_NOT_REPLICATED: &str = "PrincipalNotReplicated";
+
+// Needs a human: Stalled=True, slow retry.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const ROLE_NOT_EFFECTIVE: &str = "RoleNotEffective";
+pub const REGISTRY_MODE_UNKNOWN: &str = "RegistryModeUnknown";
+pub const REGISTRY_NOT_FOUND: &str = "RegistryNotFound";
+pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
+pub const KUBELET_IDENTITY_MISSING: &str = "KubeletIdentityMissing";
+pub const NO_PRINCIPAL_CONFIGURED: &str = "NoPrincipalConfigured";
+pub const AUTHORIZATION_FAILED: &str = "AuthorizationFailed";
+pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+pub const PRINCIPAL_NOT_FOUND: &str = "PrincipalNotFound";
+pub const ROLE_ASSIGNMENT_LIMIT: &str = "RoleAssignmentLimitExceeded";
+pub const AZURE_REQUEST_REJECTED: &str = "AzureRequestRejected";
+pub const DETACH_BLOCKED: &str = "DetachBlocked";
+
+// Normal (False) states of Reconciling and Stalled.
+pub const RECONCILED: &str = "Reconciled";
+pub const NOT_STALLED: &str = "NotStalled";

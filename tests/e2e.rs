@@ -1,0 +1,315 @@
+//! End to end: the built `acr-attach` binary, as a separate process running the real `run`
+//! command (real kube client, real credential flow against the emulator's token endpoint), against
+//! the Kubernetes API emulator and the ARM emulator.
+//!
+//! The same checks run against a real cluster and Azure when ACR_ATTACH_E2E_KUBECONFIG is set (see
+//! `real_cluster` below and README.md); those tests are `#[ignore]`d otherwise, never faked.
+
+#![cfg(feature = "sandbox")]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use acr_attach::crd::{Ownership, RegistryAttachment, RegistryAttachmentSpec, RegistryReference};
+use acr_attach::sandbox::{Sandbox, install_crd, load_tenant};
+use arm_emulator::{Operation, RegistryMode};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const SUB: &str = "00000000-0000-4000-8000-000000000001";
+const KUBELET: &str = "6b1e0000-0000-4000-8000-0000000000b1";
+
+fn registry(name: &str) -> String {
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/acr-attach-rg/providers/Microsoft.ContainerRegistry/registries/{name}"
+    )
+}
+
+fn attachment(name: &str, registry_id: &str) -> RegistryAttachment {
+    RegistryAttachment::new(
+        name,
+        RegistryAttachmentSpec {
+            registry: RegistryReference {
+                resource_id: registry_id.to_string(),
+            },
+            role: Default::default(),
+            principal: None,
+            deletion_policy: Default::default(),
+        },
+    )
+}
+
+/// The operator binary, started with `run` against the sandbox's emulators.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(sandbox: &Sandbox, tag: &str) -> Operator {
+        let operator = sandbox.arm.operator_identity();
+        let log = sandbox.dir.join(format!("operator-{tag}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let cluster = sandbox.tenant.clusters[0].id.clone();
+        let child = Command::new(env!("CARGO_BIN_EXE_acr-attach"))
+            .args(["run", "--kubeconfig"])
+            .arg(&sandbox.kubeconfig)
+            .args([
+                "--credential",
+                "client-secret",
+                "--client-id",
+                &operator.client_id,
+            ])
+            .args(["--tenant-id", &sandbox.arm.tenant_id()])
+            .args([
+                "--arm-endpoint",
+                &sandbox.arm.endpoint(),
+                "--authority-host",
+                &sandbox.arm.endpoint(),
+            ])
+            .arg("--extra-ca-file")
+            .arg(&sandbox.ca_file)
+            .args(["--cluster-resource-id", &cluster])
+            .args([
+                "--resync",
+                "2s",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--log-filter",
+                "info",
+            ])
+            .env(
+                "AZURE_CLIENT_SECRET",
+                operator.client_secret.unwrap_or_default(),
+            )
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start the operator binary");
+        Operator { child, log }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start() -> (Sandbox, kube::Client, Api<RegistryAttachment>) {
+    let sandbox = Sandbox::start(load_tenant(None).unwrap(), None, 0, 0)
+        .await
+        .expect("sandbox starts");
+    let client = sandbox.client().await.expect("kube client");
+    install_crd(&client).await.expect("CRD installs");
+    let api = Api::all(client.clone());
+    (sandbox, client, api)
+}
+
+/// Polls `check` until it returns Some, or fails with the operator's logs.
+async fn eventually<T>(
+    what: &str,
+    operator: &Operator,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}\n--- operator log ---\n{}",
+                operator.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ready(object: &RegistryAttachment) -> bool {
+    let generation = object.metadata.generation;
+    object.status.as_ref().is_some_and(|s| {
+        s.observed_generation == generation
+            && s.conditions.iter().any(|c| {
+                c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
+            })
+    })
+}
+
+#[tokio::test]
+async fn apply_edit_and_delete_through_the_real_binary() {
+    let (sandbox, _client, api) = start().await;
+    let operator = Operator::start(&sandbox, "lifecycle");
+
+    api.create(
+        &PostParams::default(),
+        &attachment("shared", &registry("legacyacr")),
+    )
+    .await
+    .unwrap();
+    let object = eventually("Ready", &operator, async || {
+        api.get("shared").await.ok().filter(ready)
+    })
+    .await;
+    let status = object.status.unwrap();
+    assert_eq!(status.role.as_deref(), Some("AcrPull"));
+    assert_eq!(
+        status.assignment.as_ref().unwrap().ownership,
+        Ownership::Created
+    );
+    assert_eq!(sandbox.arm.role_assignments().len(), 1);
+    assert!(
+        object
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&acr_attach::crd::FINALIZER.to_string())
+    );
+
+    // Edit the spec: observedGeneration follows, the grant moves to the ABAC registry's role.
+    let patch = json!({"spec": {"registry": {"resourceId": registry("abacacr")}}});
+    api.patch("shared", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let object = eventually("generation 2 Ready", &operator, async || {
+        api.get("shared")
+            .await
+            .ok()
+            .filter(|o| o.metadata.generation == Some(2) && ready(o))
+    })
+    .await;
+    assert_eq!(
+        object.status.unwrap().role.as_deref(),
+        Some("RepositoryReader")
+    );
+    eventually("old assignment retired", &operator, async || {
+        let assignments = sandbox.arm.role_assignments();
+        (assignments.len() == 1 && assignments[0].scope.ends_with("abacacr")).then_some(())
+    })
+    .await;
+
+    // Delete: the assignment goes and the finalizer is released.
+    api.delete("shared", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("object gone", &operator, async || {
+        api.get_opt("shared").await.ok().filter(Option::is_none)
+    })
+    .await;
+    assert!(
+        sandbox.arm.role_assignments().is_empty(),
+        "assignment removed"
+    );
+    operator.kill();
+}
+
+#[tokio::test]
+async fn an_operator_killed_mid_way_converges_after_restart_without_duplicates() {
+    let (sandbox, _client, api) = start().await;
+    // Slow ARM down so the kill lands between the PUT and the status write.
+    let mut faults = sandbox.arm.faults();
+    faults.latency_ms = 300;
+    sandbox.arm.set_faults(faults);
+    api.create(
+        &PostParams::default(),
+        &attachment("shared", &registry("legacyacr")),
+    )
+    .await
+    .unwrap();
+
+    let first = Operator::start(&sandbox, "first");
+    eventually("the PUT", &first, async || {
+        (sandbox.arm.counts().get(Operation::PutRoleAssignment) > 0).then_some(())
+    })
+    .await;
+    first.kill();
+
+    let mut faults = sandbox.arm.faults();
+    faults.latency_ms = 0;
+    sandbox.arm.set_faults(faults);
+    let second = Operator::start(&sandbox, "second");
+    eventually("Ready after restart", &second, async || {
+        api.get("shared").await.ok().filter(ready)
+    })
+    .await;
+    let for_kubelet: Vec<_> = sandbox
+        .arm
+        .role_assignments()
+        .into_iter()
+        .filter(|a| a.principal_id == KUBELET)
+        .collect();
+    assert_eq!(for_kubelet.len(), 1, "no duplicate: {for_kubelet:?}");
+}
+
+#[tokio::test]
+async fn a_registry_mode_flip_in_azure_is_followed() {
+    let (sandbox, _client, api) = start().await;
+    let operator = Operator::start(&sandbox, "flip");
+    api.create(
+        &PostParams::default(),
+        &attachment("shared", &registry("legacyacr")),
+    )
+    .await
+    .unwrap();
+    eventually("Ready", &operator, async || {
+        api.get("shared").await.ok().filter(ready)
+    })
+    .await;
+
+    assert!(
+        sandbox
+            .arm
+            .set_registry_mode(&registry("legacyacr"), RegistryMode::Abac)
+    );
+    eventually("RepositoryReader", &operator, async || {
+        let role = api.get("shared").await.ok()?.status?.role?;
+        let assignments = sandbox.arm.role_assignments();
+        (role == "RepositoryReader"
+            && assignments.len() == 1
+            && assignments[0]
+                .role_definition_id
+                .ends_with(arm_emulator::REPOSITORY_READER))
+        .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_object_is_refused_at_admission() {
+    let (_sandbox, _client, api) = start().await;
+    let bad = attachment(
+        "bad",
+        "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/acr1",
+    );
+    let error = api
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("refused");
+    match error {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.message.contains("spec.registry.resourceId"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert!(api.get_opt("bad").await.unwrap().is_none());
+}

@@ -1,0 +1,161 @@
+//! Bad input never reaches Azure: every spec here is refused with a condition naming the field and
+//! the fix, without a finalizer and without a single ARM request. Where the CRD schema can refuse
+//! the same input at admission, the test checks that its pattern does.
+
+mod common;
+
+use acr_attach::controller::KubeletIdentity;
+use acr_attach::crd::{
+    DeletionPolicy, GUID_PATTERN, PrincipalReference, REGISTRY_ID_PATTERN, RegistryAttachmentSpec,
+    RoleChoice,
+};
+use acr_attach::decide::reasons;
+use acr_attach::model::PrincipalId;
+use common::*;
+
+const SUBSCRIPTION: &str = "00000000-0000-4000-8000-000000000001";
+
+fn registry_with(path: &str) -> String {
+    format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/images/providers/{path}")
+}
+
+/// (name, spec, field named in the message, refused by the CRD schema too)
+fn table() -> Vec<(&'static str, RegistryAttachmentSpec, &'static str, bool)> {
+    let id = |text: String| spec(&text);
+    let mut rows = vec![
+        ("empty-id", id(String::new()), "spec.registry.resourceId", true),
+        ("name-only", id("sharedimages".into()), "spec.registry.resourceId", true),
+        ("no-leading-slash", id(registry_with("Microsoft.ContainerRegistry/registries/sharedimages")[1..].to_string()), "spec.registry.resourceId", true),
+        ("subscription-not-guid", id("/subscriptions/prod/resourceGroups/images/providers/Microsoft.ContainerRegistry/registries/sharedimages".into()), "spec.registry.resourceId", true),
+        ("wrong-provider", id(registry_with("Microsoft.Storage/storageAccounts/sharedimages")), "spec.registry.resourceId", true),
+        ("cluster-not-registry", id(registry_with("Microsoft.ContainerService/managedClusters/aks1")), "spec.registry.resourceId", true),
+        ("extra-segment", id(registry_with("Microsoft.ContainerRegistry/registries/sharedimages/replications/westus")), "spec.registry.resourceId", true),
+        ("trailing-slash", id(registry_with("Microsoft.ContainerRegistry/registries/sharedimages/")), "spec.registry.resourceId", true),
+        ("registry-name-too-short", id(registry_with("Microsoft.ContainerRegistry/registries/acr")), "spec.registry.resourceId", true),
+        ("registry-name-with-dash", id(registry_with("Microsoft.ContainerRegistry/registries/shared-images")), "spec.registry.resourceId", true),
+        ("registry-name-too-long", id(registry_with(&format!("Microsoft.ContainerRegistry/registries/{}", "a".repeat(51)))), "spec.registry.resourceId", true),
+        ("group-ends-with-dot", id(format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/images./providers/Microsoft.ContainerRegistry/registries/sharedimages")), "spec.registry.resourceId", true),
+        ("group-too-long", id(format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.ContainerRegistry/registries/sharedimages", "g".repeat(91))), "spec.registry.resourceId", true),
+        ("whitespace", id(format!(" {}", registry("legacyacr"))), "spec.registry.resourceId", true),
+    ];
+    let good = registry("legacyacr");
+    let with_principal = |object_id: &str| RegistryAttachmentSpec {
+        principal: Some(PrincipalReference {
+            object_id: object_id.to_string(),
+        }),
+        ..spec(&good)
+    };
+    rows.push((
+        "principal-not-guid",
+        with_principal("kubelet-identity"),
+        "spec.principal.objectId",
+        true,
+    ));
+    rows.push((
+        "principal-guid-without-dashes",
+        with_principal("5a1e0000111142228333000000000001"),
+        "spec.principal.objectId",
+        true,
+    ));
+    rows.push((
+        "principal-empty",
+        with_principal(""),
+        "spec.principal.objectId",
+        true,
+    ));
+    // The nil GUID passes the schema's pattern; only the operator can refuse it.
+    rows.push((
+        "principal-nil-guid",
+        with_principal("00000000-0000-0000-0000-000000000000"),
+        "spec.principal.objectId",
+        false,
+    ));
+    // Enum values the schema refuses; the operator still refuses them if an old CRD let them in.
+    rows.push((
+        "unknown-role",
+        RegistryAttachmentSpec {
+            role: RoleChoice::Unrecognized,
+            ..spec(&good)
+        },
+        "spec.role",
+        true,
+    ));
+    rows.push((
+        "unknown-deletion-policy",
+        RegistryAttachmentSpec {
+            deletion_policy: DeletionPolicy::Unrecognized,
+            ..spec(&good)
+        },
+        "spec.deletionPolicy",
+        true,
+    ));
+    rows
+}
+
+#[tokio::test]
+async fn invalid_specs_are_stalled_without_any_azure_request() {
+    let h = Harness::start(
+        tenant(),
+        KubeletIdentity::ObjectId(PrincipalId::parse(KUBELET).unwrap()),
+    )
+    .await;
+    let rows = table();
+    assert!(rows.len() >= 15);
+    for (name, spec, field, _) in &rows {
+        h.cluster.create(name, spec.clone());
+        let action = h.reconcile(name).await.expect("reconcile");
+        assert_eq!(
+            requeue_after(&action),
+            None,
+            "{name}: waits for a change, no retry loop"
+        );
+        let stalled = h.condition(name, "Stalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", reasons::INVALID_SPEC),
+            "{name}"
+        );
+        assert!(
+            stalled.message.contains(field),
+            "{name}: message must name {field}: {}",
+            stalled.message
+        );
+        assert_eq!(h.condition(name, "Ready").status, "False", "{name}");
+        assert!(
+            !h.cluster.get(name).unwrap().has_finalizer(),
+            "{name}: no finalizer without an Azure write"
+        );
+    }
+    assert_eq!(
+        h.arm.counts().total(),
+        0,
+        "not one ARM request: {:?}",
+        h.arm.counts()
+    );
+    // Deleting an invalid attachment needs no cleanup.
+    h.cluster.delete("empty-id");
+    assert!(h.cluster.get("empty-id").is_none());
+}
+
+#[test]
+fn the_crd_schema_refuses_the_same_ids_at_admission() {
+    let registry_pattern = regex::Regex::new(REGISTRY_ID_PATTERN).unwrap();
+    let guid_pattern = regex::Regex::new(GUID_PATTERN).unwrap();
+    assert!(registry_pattern.is_match(&registry("legacyacr")));
+    assert!(
+        registry_pattern
+            .is_match(&registry("legacyacr").replace("resourceGroups", "resourcegroups"))
+    );
+    for (name, spec, field, schema_refuses) in table() {
+        let refused = match field {
+            "spec.registry.resourceId" => {
+                !registry_pattern.is_match(&spec.registry.resource_id)
+                    || spec.registry.resource_id.len() > 300
+            }
+            "spec.principal.objectId" => !guid_pattern.is_match(&spec.principal.unwrap().object_id),
+            // Enums are checked by the API server from the schema's enum list.
+            _ => true,
+        };
+        assert_eq!(refused, schema_refuses, "{name}");
+    }
+}

@@ -1,0 +1,659 @@
+//! Behaviour a platform engineer relies on, end to end through the production ARM client against
+//! the ARM emulator: attach in both registry modes, adopt, repair drift, follow mode flips and
+//! kubelet identity changes, detach safely, and fail in ways that say what to fix.
+
+mod common;
+
+use std::time::Duration;
+
+use acr_attach::controller::{KubeletIdentity, Settings};
+use acr_attach::crd::{DeletionPolicy, Ownership, RoleChoice, SKIP_CLEANUP_ANNOTATION};
+use acr_attach::decide::reasons;
+use acr_attach::model::PrincipalId;
+use arm_emulator::Operation;
+use arm_emulator::{FaultConfig, RegistryMode, UnknownPrincipal};
+use common::*;
+
+fn kubelet() -> KubeletIdentity {
+    KubeletIdentity::ObjectId(PrincipalId::parse(KUBELET).unwrap())
+}
+
+#[tokio::test]
+async fn fresh_attach_to_a_legacy_registry_assigns_acrpull_and_reports_ready() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+
+    let action = h.settle("shared").await;
+
+    let assignments = h.assignments_for(KUBELET);
+    assert_eq!(assignments.len(), 1, "{assignments:?}");
+    let assignment = &assignments[0];
+    assert_eq!(assignment.role_definition_guid(), ACR_PULL);
+    assert_eq!(assignment.principal_type, "ServicePrincipal");
+    assert!(
+        assignment
+            .scope
+            .eq_ignore_ascii_case(&registry("legacyacr"))
+    );
+    assert!(
+        assignment
+            .description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("acr-attach")
+    );
+
+    let object = h.cluster.get("shared").unwrap();
+    assert!(object.has_finalizer());
+    let status = object.status.unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.role.as_deref(), Some("AcrPull"));
+    let recorded = status.assignment.unwrap();
+    assert_eq!(recorded.ownership, Ownership::Created);
+    assert!(recorded.id.eq_ignore_ascii_case(&assignment.id));
+    assert_eq!(
+        status.registry.unwrap().permissions_mode.as_deref(),
+        Some("LegacyRegistryPermissions")
+    );
+    assert_eq!(status.principal.unwrap().source, "OperatorConfig");
+    assert!(status.last_sync_time.is_some());
+
+    let ready = h.condition("shared", "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", reasons::ATTACHED)
+    );
+    assert_eq!(ready.observed_generation, Some(1));
+    assert_eq!(h.condition("shared", "Reconciling").status, "False");
+    assert_eq!(h.condition("shared", "Stalled").status, "False");
+    let requeue = requeue_after(&action).expect("periodic resync");
+    assert!(
+        requeue >= h.settings.resync && requeue <= h.settings.resync.mul_f64(1.12),
+        "{requeue:?}"
+    );
+    let events = h.cluster.events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|(_, e)| e.reason == reasons::ATTACHED && !e.warning),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn fresh_attach_to_an_abac_registry_assigns_repository_reader_via_workload_identity() {
+    let h = Harness::start_with(tenant(), Settings::new(kubelet()), Login::WorkloadIdentity).await;
+    h.cluster.create("abac", spec(&registry("abacacr")));
+    h.settle("abac").await;
+
+    let assignments = h.assignments_for(KUBELET);
+    assert_eq!(assignments.len(), 1);
+    assert_eq!(assignments[0].role_definition_guid(), REPOSITORY_READER);
+    let status = h.cluster.get("abac").unwrap().status.unwrap();
+    assert_eq!(status.role.as_deref(), Some("RepositoryReader"));
+    assert_eq!(h.condition("abac", "Ready").status, "True");
+}
+
+#[tokio::test]
+async fn explicit_acrpull_on_an_abac_registry_is_stalled_and_not_applied() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    let mut wrong = spec(&registry("abacacr"));
+    wrong.role = RoleChoice::AcrPull;
+    h.cluster.create("wrong", wrong);
+    h.settle("wrong").await;
+    assert!(h.assignments_for(KUBELET).is_empty());
+    let stalled = h.condition("wrong", "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", reasons::ROLE_NOT_EFFECTIVE)
+    );
+    assert!(stalled.message.contains("spec.role"));
+    assert_eq!(h.condition("wrong", "Ready").status, "False");
+    assert_eq!(h.arm.counts().get(Operation::PutRoleAssignment), 0);
+}
+
+#[tokio::test]
+async fn an_existing_equivalent_assignment_is_adopted_and_never_deleted() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    let foreign = h.arm.insert_role_assignment(
+        &registry("legacyacr"),
+        "0b5fe924-9a61-425c-96af-cfe6e287ca2d",
+        ACR_PULL,
+        KUBELET,
+        Some("made with az aks update --attach-acr"),
+    );
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+
+    let status = h.cluster.get("shared").unwrap().status.unwrap();
+    let recorded = status.assignment.unwrap();
+    assert_eq!(recorded.ownership, Ownership::Adopted);
+    assert!(recorded.id.eq_ignore_ascii_case(&foreign.id));
+    assert_eq!(h.condition("shared", "Ready").status, "True");
+    assert_eq!(h.arm.counts().get(Operation::PutRoleAssignment), 0);
+
+    h.cluster.delete("shared");
+    h.settle("shared").await;
+    assert!(h.cluster.get("shared").is_none(), "finalizer released");
+    assert_eq!(h.arm.counts().get(Operation::DeleteRoleAssignment), 0);
+    assert_eq!(
+        h.assignments_for(KUBELET).len(),
+        1,
+        "the adopted assignment survives"
+    );
+}
+
+#[tokio::test]
+async fn a_409_role_assignment_exists_is_adopted() {
+    // The shared read of the registry predates the foreign assignment, so the PUT meets a 409.
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("first", spec(&registry("legacyacr")));
+    h.settle("first").await;
+    let foreign = h.arm.insert_role_assignment(
+        &registry("legacyacr"),
+        "11111111-9a61-425c-96af-cfe6e287ca2d",
+        ACR_PULL,
+        KUBELET_2,
+        None,
+    );
+    h.cluster
+        .create("second", spec_for(&registry("legacyacr"), KUBELET_2));
+    h.settle("second").await;
+
+    let recorded = h
+        .cluster
+        .get("second")
+        .unwrap()
+        .status
+        .unwrap()
+        .assignment
+        .unwrap();
+    assert_eq!(recorded.ownership, Ownership::Adopted);
+    assert!(recorded.id.eq_ignore_ascii_case(&foreign.id));
+    assert_eq!(h.assignments_for(KUBELET_2).len(), 1, "no duplicate");
+    assert!(h.arm.request_log().iter().any(|r| r.status == 409));
+}
+
+#[tokio::test]
+async fn an_assignment_deleted_out_of_band_is_recreated_at_the_next_resync() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    let original = h.assignments_for(KUBELET).remove(0);
+    assert!(h.arm.remove_role_assignment(&original.id));
+
+    h.pass_resync_window();
+    h.settle("shared").await;
+
+    let recreated = h.assignments_for(KUBELET);
+    assert_eq!(recreated.len(), 1);
+    assert_eq!(recreated[0].name, original.name, "same deterministic name");
+    assert_eq!(h.condition("shared", "Ready").status, "True");
+}
+
+#[tokio::test]
+async fn a_registry_switched_to_abac_gets_repository_reader_before_acrpull_is_removed() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    assert!(
+        h.arm
+            .set_registry_mode(&registry("legacyacr"), RegistryMode::Abac)
+    );
+    h.arm.clear_request_log();
+
+    h.pass_resync_window();
+    h.settle("shared").await;
+
+    let roles: Vec<_> = h
+        .assignments_for(KUBELET)
+        .iter()
+        .map(|a| a.role_definition_guid().to_string())
+        .collect();
+    assert_eq!(roles, [REPOSITORY_READER]);
+    let writes: Vec<_> = h
+        .arm
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method == "PUT" || r.method == "DELETE")
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(
+        writes,
+        ["PUT", "DELETE"],
+        "new role first, then the old one goes"
+    );
+    assert_eq!(
+        h.cluster
+            .get("shared")
+            .unwrap()
+            .status
+            .unwrap()
+            .role
+            .as_deref(),
+        Some("RepositoryReader")
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_kubelet_identity_gets_the_role_before_the_old_one_loses_it() {
+    let cluster = acr_attach::model::ClusterId::parse(&cluster_id()).unwrap();
+    let h = Harness::start(tenant(), KubeletIdentity::FromCluster(cluster)).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    assert_eq!(h.assignments_for(KUBELET).len(), 1);
+    assert_eq!(
+        h.cluster
+            .get("shared")
+            .unwrap()
+            .status
+            .unwrap()
+            .principal
+            .unwrap()
+            .source,
+        "ManagedCluster"
+    );
+
+    h.arm.set_kubelet_identity(
+        &cluster_id(),
+        Some(arm_emulator::KubeletIdentity {
+            object_id: KUBELET_2.to_string(),
+            ..arm_emulator::KubeletIdentity::generated(&cluster_id())
+        }),
+    );
+    h.arm.clear_request_log();
+    h.pass_resync_window();
+    h.settle("shared").await;
+
+    assert!(
+        h.assignments_for(KUBELET).is_empty(),
+        "old principal detached"
+    );
+    assert_eq!(
+        h.assignments_for(KUBELET_2).len(),
+        1,
+        "new principal attached"
+    );
+    let writes: Vec<_> = h
+        .arm
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method == "PUT" || r.method == "DELETE")
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(writes, ["PUT", "DELETE"]);
+}
+
+#[tokio::test]
+async fn a_cluster_without_kubelet_identity_is_reported_clearly() {
+    let mut no_identity = tenant();
+    no_identity.clusters[0].kubelet_identity = None;
+    let cluster = acr_attach::model::ClusterId::parse(&cluster_id()).unwrap();
+    let h = Harness::start(no_identity, KubeletIdentity::FromCluster(cluster)).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    let stalled = h.condition("shared", "Stalled");
+    assert_eq!(stalled.reason, reasons::KUBELET_IDENTITY_MISSING);
+    assert!(stalled.message.contains("spec.principal.objectId"));
+    assert!(h.arm.role_assignments().is_empty());
+}
+
+#[tokio::test]
+async fn delete_removes_the_created_assignment_and_releases_the_finalizer() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    h.cluster.delete("shared");
+    h.settle("shared").await;
+    assert!(h.cluster.get("shared").is_none());
+    assert!(h.assignments_for(KUBELET).is_empty());
+    let events = h.cluster.events.lock().unwrap().clone();
+    assert!(events.iter().any(|(_, e)| e.reason == "Detached"));
+}
+
+#[tokio::test]
+async fn orphan_policy_and_skip_cleanup_leave_azure_alone() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    let mut orphan = spec(&registry("legacyacr"));
+    orphan.deletion_policy = DeletionPolicy::Orphan;
+    h.cluster.create("orphan", orphan);
+    h.cluster.create("skipped", spec(&registry("abacacr")));
+    h.settle("orphan").await;
+    h.settle("skipped").await;
+    assert_eq!(h.assignments_for(KUBELET).len(), 2);
+
+    h.cluster.delete("orphan");
+    h.cluster
+        .annotate("skipped", SKIP_CLEANUP_ANNOTATION, "true");
+    h.cluster.delete("skipped");
+    h.settle("orphan").await;
+    h.settle("skipped").await;
+
+    assert!(h.cluster.get("orphan").is_none() && h.cluster.get("skipped").is_none());
+    assert_eq!(h.assignments_for(KUBELET).len(), 2);
+    assert_eq!(h.arm.counts().get(Operation::DeleteRoleAssignment), 0);
+}
+
+#[tokio::test]
+async fn a_refused_delete_keeps_the_finalizer_and_names_the_escape_hatch() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    h.arm.deny(
+        None,
+        "Microsoft.Authorization/roleAssignments/delete",
+        &registry("legacyacr"),
+    );
+    h.cluster.delete("shared");
+    let action = h.settle("shared").await;
+
+    let object = h
+        .cluster
+        .get("shared")
+        .expect("still held by the finalizer");
+    assert!(object.has_finalizer());
+    let stalled = h.condition("shared", "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", reasons::DETACH_BLOCKED)
+    );
+    assert!(
+        stalled.message.contains(SKIP_CLEANUP_ANNOTATION),
+        "{}",
+        stalled.message
+    );
+    assert!(
+        stalled
+            .message
+            .contains("Microsoft.Authorization/roleAssignments/delete")
+    );
+    assert_eq!(requeue_after(&action), Some(h.settings.stalled_retry));
+    let events = h.cluster.events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|(_, e)| e.reason == reasons::DETACH_BLOCKED && e.warning)
+    );
+
+    h.cluster
+        .annotate("shared", SKIP_CLEANUP_ANNOTATION, "true");
+    h.settle("shared").await;
+    assert!(
+        h.cluster.get("shared").is_none(),
+        "the annotation releases it"
+    );
+    assert_eq!(
+        h.assignments_for(KUBELET).len(),
+        1,
+        "and Azure is left as it was"
+    );
+}
+
+#[tokio::test]
+async fn two_attachments_share_one_assignment_until_the_last_one_goes() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("team-a", spec(&registry("legacyacr")));
+    h.cluster.create("team-b", spec(&registry("legacyacr")));
+    h.settle("team-a").await;
+    h.settle("team-b").await;
+    assert_eq!(h.assignments_for(KUBELET).len(), 1);
+    assert_eq!(h.arm.counts().get(Operation::PutRoleAssignment), 1);
+
+    h.cluster.delete("team-a");
+    h.settle("team-a").await;
+    assert!(h.cluster.get("team-a").is_none());
+    assert_eq!(h.assignments_for(KUBELET).len(), 1, "team-b still needs it");
+
+    h.cluster.delete("team-b");
+    h.settle("team-b").await;
+    assert!(h.assignments_for(KUBELET).is_empty());
+}
+
+#[tokio::test]
+async fn principal_not_found_during_replication_is_retried_then_succeeds() {
+    let mut replicating = tenant();
+    replicating.faults = FaultConfig {
+        principal_not_found_window_secs: 2,
+        // Makes the emulator refuse even with principalType set, as ARM sometimes does.
+        principal_not_found_ignores_principal_type: true,
+        ..FaultConfig::default()
+    };
+    let h = Harness::start(replicating, kubelet()).await;
+    let fresh = "5a1e0000-1111-4222-8333-0000000000f5";
+    h.arm.add_principal(fresh);
+    h.cluster
+        .create("fresh", spec_for(&registry("legacyacr"), fresh));
+
+    let action = h.reconcile("fresh").await.unwrap();
+    let reconciling = h.condition("fresh", "Reconciling");
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", reasons::PRINCIPAL_NOT_REPLICATED)
+    );
+    assert_eq!(h.condition("fresh", "Stalled").status, "False");
+    let delay = requeue_after(&action).unwrap();
+    assert!(delay <= Duration::from_secs(10), "retried soon: {delay:?}");
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    h.settle("fresh").await;
+    assert_eq!(h.condition("fresh", "Ready").status, "True");
+    assert_eq!(h.assignments_for(fresh).len(), 1);
+}
+
+#[tokio::test]
+async fn a_principal_that_never_appears_becomes_stalled_after_the_grace_period() {
+    let mut strict = tenant();
+    strict.faults.unknown_principal = UnknownPrincipal::Reject;
+    let h = Harness::start(strict, kubelet()).await;
+    let stranger = "5a1e0000-1111-4222-8333-0000000000aa";
+    h.cluster
+        .create("stranger", spec_for(&registry("legacyacr"), stranger));
+    h.reconcile("stranger").await.unwrap();
+    assert_eq!(
+        h.condition("stranger", "Reconciling").reason,
+        reasons::PRINCIPAL_NOT_REPLICATED
+    );
+
+    h.clock
+        .advance(h.settings.principal_grace + Duration::from_secs(1));
+    h.reconcile("stranger").await.unwrap();
+    let stalled = h.condition("stranger", "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", reasons::PRINCIPAL_NOT_FOUND)
+    );
+    assert!(stalled.message.contains("another Entra tenant"));
+}
+
+#[tokio::test]
+async fn throttling_is_honoured_with_retry_after() {
+    let mut throttled = tenant();
+    throttled.faults.injected_retry_after_secs = 17;
+    let h = Harness::start(throttled, kubelet()).await;
+    h.arm.fail_next(Operation::PutRoleAssignment, 429, 1);
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+
+    let action = h.reconcile("shared").await.unwrap();
+    assert_eq!(
+        h.condition("shared", "Reconciling").reason,
+        reasons::AZURE_THROTTLED
+    );
+    assert!(
+        requeue_after(&action).unwrap() >= Duration::from_secs(17),
+        "{action:?}"
+    );
+    assert!(h.assignments_for(KUBELET).is_empty());
+
+    h.settle("shared").await;
+    assert_eq!(h.condition("shared", "Ready").status, "True");
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_stalled_and_names_action_and_scope() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.arm.deny(
+        None,
+        "Microsoft.Authorization/roleAssignments/write",
+        &registry("legacyacr"),
+    );
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    let action = h.settle("shared").await;
+    let stalled = h.condition("shared", "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", reasons::AUTHORIZATION_FAILED)
+    );
+    assert!(
+        stalled
+            .message
+            .contains("'Microsoft.Authorization/roleAssignments/write'"),
+        "{}",
+        stalled.message
+    );
+    assert!(
+        stalled.message.contains("registries/legacyacr"),
+        "{}",
+        stalled.message
+    );
+    assert_eq!(h.condition("shared", "Ready").status, "False");
+    assert_eq!(requeue_after(&action), Some(h.settings.stalled_retry));
+}
+
+#[tokio::test]
+async fn a_missing_registry_is_stalled() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("gone", spec(&registry("retiredacr")));
+    h.settle("gone").await;
+    let stalled = h.condition("gone", "Stalled");
+    assert_eq!(stalled.reason, reasons::REGISTRY_NOT_FOUND);
+    assert!(stalled.message.contains("spec.registry.resourceId"));
+}
+
+#[tokio::test]
+async fn a_crash_between_put_and_status_write_creates_no_duplicate() {
+    let mut h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    // First status write records intent; the second (after the PUT) fails like a crash would.
+    h.cluster.fail_status_write(2);
+    assert!(h.reconcile("shared").await.is_err());
+    assert_eq!(h.assignments_for(KUBELET).len(), 1, "the PUT happened");
+
+    h.restart_operator();
+    h.settle("shared").await;
+    let assignments = h.assignments_for(KUBELET);
+    assert_eq!(assignments.len(), 1, "no duplicate: {assignments:?}");
+    let recorded = h
+        .cluster
+        .get("shared")
+        .unwrap()
+        .status
+        .unwrap()
+        .assignment
+        .unwrap();
+    assert_eq!(
+        recorded.ownership,
+        Ownership::Created,
+        "recognised as ours by its derived name"
+    );
+
+    // And it is still ours to delete.
+    h.cluster.delete("shared");
+    h.settle("shared").await;
+    assert!(h.assignments_for(KUBELET).is_empty());
+}
+
+#[tokio::test]
+async fn steady_state_resync_reads_each_registry_once_and_writes_nothing() {
+    let cluster = acr_attach::model::ClusterId::parse(&cluster_id()).unwrap();
+    let h = Harness::start(tenant(), KubeletIdentity::FromCluster(cluster)).await;
+    for (name, registry_name) in [
+        ("a1", "legacyacr"),
+        ("a2", "legacyacr"),
+        ("a3", "abacacr"),
+        ("a4", "abacacr"),
+        ("a5", "otheracr"),
+    ] {
+        h.cluster.create(name, spec(&registry(registry_name)));
+    }
+    for name in h.cluster.names() {
+        h.settle(&name).await;
+    }
+    assert_eq!(h.arm.role_assignments().len(), 3);
+
+    h.arm.reset_counts();
+    h.pass_resync_window();
+    let writes_before = h
+        .cluster
+        .status_writes
+        .load(std::sync::atomic::Ordering::SeqCst);
+    for name in h.cluster.names() {
+        h.reconcile(&name).await.unwrap();
+    }
+    let counts = h.arm.counts();
+    println!("one resync window, 5 attachments on 3 registries: {counts:?}");
+    assert_eq!(
+        counts.get(Operation::GetRegistry),
+        3,
+        "one GET per registry"
+    );
+    assert_eq!(
+        counts.get(Operation::ListRoleAssignments),
+        3,
+        "one LIST per registry"
+    );
+    assert_eq!(
+        counts.get(Operation::GetManagedCluster),
+        1,
+        "one kubelet identity read"
+    );
+    assert_eq!(counts.get(Operation::PutRoleAssignment), 0);
+    assert_eq!(counts.get(Operation::DeleteRoleAssignment), 0);
+    let status_writes = h
+        .cluster
+        .status_writes
+        .load(std::sync::atomic::Ordering::SeqCst)
+        - writes_before;
+    assert!(
+        status_writes <= 5,
+        "at most lastSyncTime per attachment: {status_writes}"
+    );
+
+    // Reconciles inside the same window (e.g. an unrelated watch event) cost nothing at all.
+    h.arm.reset_counts();
+    let writes_before = h
+        .cluster
+        .status_writes
+        .load(std::sync::atomic::Ordering::SeqCst);
+    for name in h.cluster.names() {
+        h.reconcile(&name).await.unwrap();
+    }
+    assert_eq!(h.arm.counts().total(), 0);
+    assert_eq!(
+        h.cluster
+            .status_writes
+            .load(std::sync::atomic::Ordering::SeqCst),
+        writes_before
+    );
+}
+
+#[tokio::test]
+async fn editing_the_spec_moves_the_grant_and_observed_generation_follows() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    h.cluster.update_spec("shared", |spec| {
+        spec.registry.resource_id = registry("otheracr")
+    });
+    h.settle("shared").await;
+
+    let assignments = h.assignments_for(KUBELET);
+    assert_eq!(assignments.len(), 1);
+    assert!(
+        assignments[0]
+            .scope
+            .eq_ignore_ascii_case(&registry("otheracr"))
+    );
+    let status = h.cluster.get("shared").unwrap().status.unwrap();
+    assert_eq!(status.observed_generation, Some(2));
+    assert_eq!(h.condition("shared", "Ready").observed_generation, Some(2));
+}
