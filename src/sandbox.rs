@@ -101,8 +101,11 @@ pub fn load_tenant(path: Option<&Path>) -> Result<TenantConfig, String> {
     serde_saphyr::from_str(&text).map_err(|e| format!("{origin}: {e}"))
 }
 
+/// A directory of its own for each sandbox (tests run several in one process).
 fn scratch_dir() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("acr-attach-sandbox-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("acr-attach-sandbox-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
 }
@@ -256,14 +259,14 @@ fn ready_of(attachment: &RegistryAttachment) -> (String, String, String) {
 pub fn render(attachments: &[RegistryAttachment], arm: &ArmEmulator) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<18} {:<26} {:<17} {:<6} {:<22} {}\n",
+        "{:<18} {:<26} {:<17} {:<7} {:<22} {}\n",
         "ATTACHMENT", "REGISTRY", "ROLE", "READY", "REASON", "OWNERSHIP"
     ));
     for attachment in attachments {
         let status = attachment.status.clone().unwrap_or_default();
         let (ready, reason, _) = ready_of(attachment);
         out.push_str(&format!(
-            "{:<18} {:<26} {:<17} {:<6} {:<22} {}\n",
+            "{:<18} {:<26} {:<17} {:<7} {:<22} {}\n",
             attachment.name_any(),
             status
                 .registry

@@ -7,6 +7,7 @@
 
 #![cfg(feature = "sandbox")]
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,50 +48,55 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(sandbox: &Sandbox, tag: &str) -> Operator {
-        let operator = sandbox.arm.operator_identity();
-        let log = sandbox.dir.join(format!("operator-{tag}.log"));
+    fn spawn(args: Vec<OsString>, envs: Vec<(&str, String)>, log: PathBuf) -> Operator {
         let log_file = std::fs::File::create(&log).expect("log file");
-        let cluster = sandbox.tenant.clusters[0].id.clone();
         let child = Command::new(env!("CARGO_BIN_EXE_acr-attach"))
-            .args(["run", "--kubeconfig"])
-            .arg(&sandbox.kubeconfig)
-            .args([
-                "--credential",
-                "client-secret",
-                "--client-id",
-                &operator.client_id,
-            ])
-            .args(["--tenant-id", &sandbox.arm.tenant_id()])
-            .args([
-                "--arm-endpoint",
-                &sandbox.arm.endpoint(),
-                "--authority-host",
-                &sandbox.arm.endpoint(),
-            ])
-            .arg("--extra-ca-file")
-            .arg(&sandbox.ca_file)
-            .args(["--cluster-resource-id", &cluster])
-            .args([
-                "--resync",
-                "2s",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--log-filter",
-                "info",
-            ])
-            .env(
-                "AZURE_CLIENT_SECRET",
-                operator.client_secret.unwrap_or_default(),
-            )
+            .args(args)
+            .args(["--log-format", "json", "--log-filter", "info"])
+            .envs(envs)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("start the operator binary");
         Operator { child, log }
+    }
+
+    /// `acr-attach run` against the sandbox's emulators, signing in with a client secret.
+    fn start(sandbox: &Sandbox, tag: &str) -> Operator {
+        let operator = sandbox.arm.operator_identity();
+        let endpoint = sandbox.arm.endpoint();
+        let args: Vec<OsString> = [
+            "run",
+            "--credential",
+            "client-secret",
+            "--client-id",
+            &operator.client_id,
+            "--tenant-id",
+            &sandbox.arm.tenant_id(),
+            "--arm-endpoint",
+            &endpoint,
+            "--authority-host",
+            &endpoint,
+            "--cluster-resource-id",
+            &sandbox.tenant.clusters[0].id,
+            "--resync",
+            "2s",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(OsString::from)
+        .chain([
+            "--kubeconfig".into(),
+            sandbox.kubeconfig.clone().into_os_string(),
+            "--extra-ca-file".into(),
+            sandbox.ca_file.clone().into_os_string(),
+        ])
+        .collect();
+        let secret = operator.client_secret.unwrap_or_default();
+        let log = sandbox.dir.join(format!("operator-{tag}.log"));
+        Operator::spawn(args, vec![("AZURE_CLIENT_SECRET", secret)], log)
     }
 
     fn kill(mut self) {
@@ -312,4 +318,162 @@ async fn an_invalid_object_is_refused_at_admission() {
         other => panic!("unexpected error {other:?}"),
     }
     assert!(api.get_opt("bad").await.unwrap().is_none());
+}
+
+/// The same lifecycle against a real cluster and real Azure. Needs:
+/// ACR_ATTACH_E2E_KUBECONFIG (a cluster you may install the CRD into), ACR_ATTACH_E2E_REGISTRY_ID
+/// (a registry the operator identity may assign roles on), ACR_ATTACH_E2E_PRINCIPAL_ID (the object
+/// id to grant, e.g. the kubelet identity or a test service principal), and the operator's Azure
+/// credential as for `acr-attach run`: ACR_ATTACH_E2E_CREDENTIAL (default azure-cli) plus
+/// AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET / AZURE_FEDERATED_TOKEN_FILE as that
+/// credential needs. Run with `cargo test --test e2e -- --ignored`.
+mod real_cluster {
+    use super::*;
+    use acr_attach::azure::AzureApi;
+    use acr_attach::azure::credential::{AzureSettings, Cloud, CredentialKind};
+    use acr_attach::model::RegistryId;
+    use clap::ValueEnum;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+
+    struct RealTarget {
+        kubeconfig: PathBuf,
+        registry: RegistryId,
+        principal: String,
+        credential: String,
+    }
+
+    fn target() -> RealTarget {
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} must be set for the real-cluster e2e tests"))
+        };
+        RealTarget {
+            kubeconfig: PathBuf::from(var("ACR_ATTACH_E2E_KUBECONFIG")),
+            registry: RegistryId::parse(&var("ACR_ATTACH_E2E_REGISTRY_ID"))
+                .expect("a registry resource id"),
+            principal: var("ACR_ATTACH_E2E_PRINCIPAL_ID").to_ascii_lowercase(),
+            credential: std::env::var("ACR_ATTACH_E2E_CREDENTIAL")
+                .unwrap_or_else(|_| "azure-cli".to_string()),
+        }
+    }
+
+    fn azure(target: &RealTarget) -> AzureSettings {
+        AzureSettings {
+            cloud: Cloud::AzurePublic,
+            arm_endpoint: None,
+            authority_host: None,
+            extra_ca_file: None,
+            credential: CredentialKind::from_str(&target.credential, true)
+                .expect("a --credential value"),
+            client_id: std::env::var("AZURE_CLIENT_ID").ok(),
+            tenant_id: std::env::var("AZURE_TENANT_ID").ok(),
+            client_secret: std::env::var("AZURE_CLIENT_SECRET")
+                .ok()
+                .map(azure_core::credentials::Secret::new),
+            federated_token_file: std::env::var("AZURE_FEDERATED_TOKEN_FILE")
+                .ok()
+                .map(PathBuf::from),
+        }
+    }
+
+    async fn grants(target: &RealTarget, arm: &dyn AzureApi) -> usize {
+        arm.list_role_assignments(&target.registry)
+            .await
+            .expect("list role assignments")
+            .iter()
+            .filter(|a| a.principal_id.eq_ignore_ascii_case(&target.principal))
+            .count()
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a real cluster and Azure: set ACR_ATTACH_E2E_KUBECONFIG and friends"]
+    async fn apply_edit_delete_and_admission_on_a_real_cluster() {
+        acr_attach::install_crypto_provider();
+        let target = target();
+        let kubeconfig = Kubeconfig::read_from(&target.kubeconfig).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kube config");
+        let client = kube::Client::try_from(config).expect("kube client");
+        install_crd(&client).await.expect("CRD installs");
+        let api: Api<RegistryAttachment> = Api::all(client);
+        let arm = azure(&target)
+            .arm_client(std::sync::Arc::new(acr_attach::metrics::Metrics::default()))
+            .expect("ARM client");
+        let before = grants(&target, &arm).await;
+        assert_eq!(
+            before, 0,
+            "start from a principal without a grant on the registry"
+        );
+
+        let log = std::env::temp_dir().join("acr-attach-e2e-real.log");
+        let operator = Operator::spawn(
+            vec![
+                "run".into(),
+                "--kubeconfig".into(),
+                target.kubeconfig.clone().into_os_string(),
+                "--credential".into(),
+                target.credential.clone().into(),
+                "--kubelet-object-id".into(),
+                target.principal.clone().into(),
+                "--resync".into(),
+                "30s".into(),
+                "--metrics-addr".into(),
+                "127.0.0.1:0".into(),
+            ],
+            Vec::new(),
+            log,
+        );
+
+        let name = "acr-attach-e2e";
+        api.create(
+            &PostParams::default(),
+            &attachment(name, target.registry.as_str()),
+        )
+        .await
+        .unwrap();
+        eventually("Ready", &operator, async || {
+            api.get(name).await.ok().filter(ready)
+        })
+        .await;
+        assert_eq!(grants(&target, &arm).await, 1);
+
+        let patch = json!({"spec": {"deletionPolicy": "Delete"}, "metadata": {"labels": {"e2e": "edited"}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let orphan = json!({"spec": {"deletionPolicy": "Orphan"}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&orphan))
+            .await
+            .unwrap();
+        let back = json!({"spec": {"deletionPolicy": "Delete"}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&back))
+            .await
+            .unwrap();
+        eventually("observedGeneration follows", &operator, async || {
+            api.get(name)
+                .await
+                .ok()
+                .filter(|o| o.metadata.generation >= Some(3) && ready(o))
+        })
+        .await;
+
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        eventually("released", &operator, async || {
+            api.get_opt(name).await.ok().filter(Option::is_none)
+        })
+        .await;
+        assert_eq!(grants(&target, &arm).await, 0, "detached");
+
+        let bad = attachment(
+            "acr-attach-e2e-bad",
+            "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/acr1",
+        );
+        let refused = api.create(&PostParams::default(), &bad).await;
+        assert!(
+            matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 422),
+            "{refused:?}"
+        );
+    }
 }

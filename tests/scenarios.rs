@@ -78,6 +78,10 @@ async fn fresh_attach_to_a_legacy_registry_assigns_acrpull_and_reports_ready() {
             .any(|(_, e)| e.reason == reasons::ATTACHED && !e.warning),
         "{events:?}"
     );
+    println!(
+        "ARM calls for one fresh attach: {:?}",
+        h.arm.counts().entries()
+    );
 }
 
 #[tokio::test]
@@ -303,10 +307,12 @@ async fn delete_removes_the_created_assignment_and_releases_the_finalizer() {
     let h = Harness::start(tenant(), kubelet()).await;
     h.cluster.create("shared", spec(&registry("legacyacr")));
     h.settle("shared").await;
+    h.arm.reset_counts();
     h.cluster.delete("shared");
     h.settle("shared").await;
     assert!(h.cluster.get("shared").is_none());
     assert!(h.assignments_for(KUBELET).is_empty());
+    println!("ARM calls for one detach: {:?}", h.arm.counts().entries());
     let events = h.cluster.events.lock().unwrap().clone();
     assert!(events.iter().any(|(_, e)| e.reason == "Detached"));
 }

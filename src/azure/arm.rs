@@ -151,21 +151,35 @@ impl ArmClient {
         serde_json::from_slice(&response.body)
             .map_err(|e| decode_error(operation, target, e.to_string()))
     }
-}
 
-#[async_trait]
-impl AzureApi for ArmClient {
-    async fn get_registry(&self, registry: &RegistryId) -> Result<Registry, ArmError> {
-        let operation = Operation::GetRegistry;
-        let target = registry.as_str();
+    /// GET of one ARM resource that must answer 200 with a JSON body.
+    async fn get_resource<T: for<'de> Deserialize<'de>>(
+        &self,
+        operation: Operation,
+        target: &str,
+        api_version: &str,
+    ) -> Result<T, ArmError> {
         let url = self
-            .url(target, REGISTRY_API_VERSION)
+            .url(target, api_version)
             .map_err(|e| decode_error(operation, target, e))?;
         let response = self.send(operation, target, Method::Get, url, None).await?;
         if response.status != 200 {
             return Err(response_error(operation, target, &response));
         }
-        let body: ArmRegistry = Self::parse(operation, target, &response)?;
+        Self::parse(operation, target, &response)
+    }
+}
+
+#[async_trait]
+impl AzureApi for ArmClient {
+    async fn get_registry(&self, registry: &RegistryId) -> Result<Registry, ArmError> {
+        let body: ArmRegistry = self
+            .get_resource(
+                Operation::GetRegistry,
+                registry.as_str(),
+                REGISTRY_API_VERSION,
+            )
+            .await?;
         Ok(Registry {
             id: body.id,
             login_server: body.properties.login_server,
@@ -178,16 +192,13 @@ impl AzureApi for ArmClient {
     }
 
     async fn get_kubelet_identity(&self, cluster: &ClusterId) -> Result<Option<String>, ArmError> {
-        let operation = Operation::GetManagedCluster;
-        let target = cluster.as_str();
-        let url = self
-            .url(target, MANAGED_CLUSTER_API_VERSION)
-            .map_err(|e| decode_error(operation, target, e))?;
-        let response = self.send(operation, target, Method::Get, url, None).await?;
-        if response.status != 200 {
-            return Err(response_error(operation, target, &response));
-        }
-        let body: ArmManagedCluster = Self::parse(operation, target, &response)?;
+        let body: ArmManagedCluster = self
+            .get_resource(
+                Operation::GetManagedCluster,
+                cluster.as_str(),
+                MANAGED_CLUSTER_API_VERSION,
+            )
+            .await?;
         Ok(body
             .properties
             .identity_profile

@@ -122,12 +122,6 @@ impl SharedReads {
         }
     }
 
-    /// Forgets a registry so the next reconcile reads it afresh (e.g. after it was not found).
-    pub fn forget(&self, registry: &RegistryId) {
-        let mut slots = self.registries.lock().unwrap_or_else(|p| p.into_inner());
-        slots.remove(&registry.key());
-    }
-
     /// The cluster's kubelet identity, read at most once per window for the whole operator.
     pub async fn kubelet_identity(
         &self,

@@ -172,8 +172,10 @@ pub fn transition(previous: &[Condition], next: &[Condition]) -> Option<Transiti
     if old.is_some_and(|old| old.status == new.status && old.reason == new.reason) {
         return None;
     }
+    // Progress steps are normal news; anything else short of Ready deserves a warning.
+    let progress = [reasons::ATTACHING, reasons::DETACHING].contains(&new.reason.as_str());
     Some(Transition {
-        warning: new.status != "True",
+        warning: new.status != "True" && !progress,
         reason: new.reason.clone(),
         note: new.message.clone(),
     })
@@ -289,7 +291,20 @@ mod tests {
             Some(1),
             T0,
         );
-        assert!(transition(&[], &progressing).is_some_and(|t| t.warning));
+        assert!(
+            transition(&[], &progressing)
+                .is_some_and(|t| !t.warning && t.reason == reasons::ATTACHING)
+        );
+        let stalled = next_conditions(
+            &[],
+            &Outcome::Stalled {
+                reason: reasons::AUTHORIZATION_FAILED,
+                message: "m".into(),
+            },
+            Some(1),
+            T0,
+        );
+        assert!(transition(&[], &stalled).is_some_and(|t| t.warning));
         let ready = next_conditions(
             &progressing,
             &Outcome::Ready {
