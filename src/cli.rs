@@ -205,14 +205,16 @@ pub async fn run_operator(
     let client = args.kube_client().await?;
     let metrics_addr = args.metrics_addr;
     let served = metrics.clone();
+    let readiness = Arc::new(crate::http::Readiness::default());
+    let reported = readiness.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::http::serve(metrics_addr, served).await {
+        if let Err(e) = crate::http::serve(metrics_addr, served, reported).await {
             error!(address = %metrics_addr, error = %e, "metrics endpoint failed");
         }
     });
     info!(
         resync = ?settings.resync,
-        kubelet = ?settings.kubelet_identity,
+        kubelet = %settings.kubelet_identity,
         credential = ?args.credential,
         "starting"
     );
@@ -222,6 +224,7 @@ pub async fn run_operator(
         Arc::new(azure),
         settings,
         metrics,
+        readiness,
         instance,
         shutdown,
     )

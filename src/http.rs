@@ -2,16 +2,48 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+/// Ready once the controller has listed every RegistryAttachment (its watch cache is warm).
+#[derive(Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct Endpoints {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+async fn ready(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+    if endpoints.readiness.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "watch cache not synced yet",
+        )
+    }
+}
+
+async fn render_metrics(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+    let metrics = endpoints.metrics;
     (
         [(
             header::CONTENT_TYPE,
@@ -21,15 +53,58 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
     )
 }
 
-pub fn router(metrics: Arc<Metrics>) -> Router {
+pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .with_state(metrics)
+        .route("/readyz", get(ready))
+        .with_state(Endpoints { metrics, readiness })
 }
 
-pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub async fn serve(
+    address: SocketAddr,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
-    axum::serve(listener, router(metrics)).await
+    axum::serve(listener, router(metrics, readiness)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        use tower::ServiceExt;
+        let request = axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).to_string())
+    }
+
+    #[tokio::test]
+    async fn readyz_waits_for_the_watch_cache_and_metrics_are_exposed() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.reconciled("ready", std::time::Duration::from_millis(3));
+        let readiness = Arc::new(Readiness::default());
+        let app = router(metrics, readiness.clone());
+        assert_eq!(
+            get(app.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        readiness.set_ready();
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        let (status, body) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("acr_attach_reconciliations_total{outcome=\"ready\"} 1"),
+            "{body}"
+        );
+    }
 }

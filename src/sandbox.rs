@@ -395,6 +395,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
             Arc::new(azure),
             settings,
             metrics,
+            Arc::new(crate::http::Readiness::default()),
             Some("sandbox".to_string()),
             async move {
                 let _ = stopped.await;

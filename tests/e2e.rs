@@ -222,6 +222,17 @@ async fn apply_edit_and_delete_through_the_real_binary() {
         "assignment removed"
     );
     operator.kill();
+
+    // Nothing secret reaches the logs: not the client secret, not a bearer token.
+    let logs = std::fs::read_to_string(sandbox.dir.join("operator-lifecycle.log")).unwrap();
+    assert!(
+        logs.contains("condition changed"),
+        "the log tells the story: {logs}"
+    );
+    let secret = sandbox.arm.operator_identity().client_secret.unwrap();
+    assert!(!logs.contains(&secret));
+    assert!(!logs.contains(&sandbox.kube.token()));
+    assert!(!logs.to_ascii_lowercase().contains("bearer "));
 }
 
 #[tokio::test]

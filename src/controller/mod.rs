@@ -51,6 +51,16 @@ pub struct Settings {
     pub backoff_max: Duration,
 }
 
+impl std::fmt::Display for KubeletIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KubeletIdentity::ObjectId(principal) => write!(f, "object id {principal}"),
+            KubeletIdentity::FromCluster(cluster) => write!(f, "read from {cluster}"),
+            KubeletIdentity::Unconfigured => f.write_str("not configured"),
+        }
+    }
+}
+
 impl Settings {
     pub fn new(kubelet_identity: KubeletIdentity) -> Self {
         Self {
@@ -172,11 +182,18 @@ pub async fn run(
     azure: Arc<dyn AzureApi>,
     settings: Settings,
     metrics: Arc<Metrics>,
+    readiness: Arc<crate::http::Readiness>,
     instance: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api = Api::<RegistryAttachment>::all(client.clone());
     let (reader, writer) = reflector::store();
+    let synced = reader.clone();
+    tokio::spawn(async move {
+        if synced.wait_until_ready().await.is_ok() {
+            readiness.set_ready();
+        }
+    });
     let cluster = Arc::new(KubeCluster::new(client, reader.clone(), instance));
     let ctx = Arc::new(Context::new(
         azure,

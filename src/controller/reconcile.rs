@@ -323,6 +323,11 @@ async fn write_status(
         .patch_status(attachment, &progress.status)
         .await?;
     if let Some(transition) = conditions::transition(&baseline, &progress.status.conditions) {
+        if transition.warning {
+            warn!(attachment = %attachment.name_any(), reason = %transition.reason, message = %transition.note, "not ready");
+        } else {
+            info!(attachment = %attachment.name_any(), reason = %transition.reason, message = %transition.note, "condition changed");
+        }
         let notice = Notice {
             warning: transition.warning,
             reason: transition.reason,
@@ -359,7 +364,7 @@ async fn finish_failure(
                 .any(|c| c.type_ == conditions::READY && c.status == "True")
     });
     let outcome = Outcome::from_failure(&failure, confirmed_for_this_generation);
-    warn!(attachment = %name, reason = failure.reason, message = %failure.message, "reconcile did not complete");
+    tracing::debug!(attachment = %name, reason = failure.reason, message = %failure.message, "reconcile did not complete");
     write_status(attachment, ctx, &mut progress, &outcome, "Attach").await?;
     let action = match failure.class {
         ErrorClass::RetrySoon => Action::requeue(ctx.next_backoff(&name, failure.retry_after)),
