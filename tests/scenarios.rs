@@ -663,3 +663,32 @@ async fn editing_the_spec_moves_the_grant_and_observed_generation_follows() {
     assert_eq!(status.observed_generation, Some(2));
     assert_eq!(h.condition("shared", "Ready").observed_generation, Some(2));
 }
+
+#[tokio::test]
+async fn an_exhausted_write_budget_is_waited_out_not_hammered() {
+    let mut tight = tenant();
+    tight.faults.throttle.writes_burst = 1;
+    tight.faults.throttle.writes_per_sec = 1;
+    let h = Harness::start(tight, kubelet()).await;
+    h.cluster.create("first", spec(&registry("legacyacr")));
+    h.cluster.create("second", spec(&registry("otheracr")));
+    h.settle("first").await;
+    assert_eq!(h.condition("first", "Ready").status, "True");
+
+    let action = h.reconcile("second").await.unwrap();
+    assert_eq!(h.arm.counts().throttled(), 1, "ARM's token bucket said no");
+    assert_eq!(
+        h.condition("second", "Reconciling").reason,
+        reasons::AZURE_THROTTLED
+    );
+    let delay = requeue_after(&action).unwrap();
+    assert!(
+        delay >= Duration::from_secs(1),
+        "waits for Retry-After: {delay:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.settle("second").await;
+    assert_eq!(h.condition("second", "Ready").status, "True");
+    assert_eq!(h.arm.counts().throttled(), 1, "no second 429");
+}
