@@ -17,7 +17,7 @@ use tracing::{error, info};
 use crate::azure::credential::{AzureSettings, Cloud, CredentialKind};
 use crate::controller::{self, KubeletIdentity, Settings};
 use crate::metrics::Metrics;
-use crate::model::{ClusterId, PrincipalId};
+use crate::model::{ClusterId, OwnerId, PrincipalId};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -43,8 +43,17 @@ pub enum Command {
     Sandbox(crate::sandbox::SandboxArgs),
 }
 
-/// "90s", "10m", "1h" or plain seconds.
+/// "90s", "10m", "1h" or plain seconds; at least one second, so no setting can make the
+/// operator spin against ARM.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_any_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(format!("{text:?} is too short: use at least 1s"));
+    }
+    Ok(duration)
+}
+
+fn parse_any_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -78,6 +87,12 @@ pub struct RunArgs {
     /// AKS cluster resource id; the kubelet identity is read from it once per resync window.
     #[arg(long, env = "ACR_ATTACH_CLUSTER_RESOURCE_ID")]
     pub cluster_resource_id: Option<String>,
+
+    /// This installation's identity, part of every role assignment name it derives, so that
+    /// clusters sharing a principal never delete each other's grants. Default: the UID of the
+    /// kube-system namespace.
+    #[arg(long, env = "ACR_ATTACH_OWNER_ID")]
+    pub owner_id: Option<String>,
 
     /// How often each attachment is verified against Azure (jittered up to +10%).
     #[arg(long, env = "ACR_ATTACH_RESYNC", default_value = "10m", value_parser = parse_duration)]
@@ -114,9 +129,13 @@ pub struct RunArgs {
         default_value = "AzurePublic"
     )]
     pub cloud: Cloud,
-    /// Override the ARM endpoint (Azure Stack, a proxy, the emulator).
+    /// Override the ARM endpoint (Azure Stack Hub, the emulator).
     #[arg(long, env = "ACR_ATTACH_ARM_ENDPOINT")]
     pub arm_endpoint: Option<Url>,
+    /// Token audience for ARM when it differs from the endpoint (Azure Stack Hub's
+    /// activeDirectoryServiceEndpointResourceId, or an endpoint behind another hostname).
+    #[arg(long, env = "ACR_ATTACH_ARM_AUDIENCE")]
+    pub arm_audience: Option<String>,
     /// Override the Entra authority host (must be https).
     #[arg(long, env = "AZURE_AUTHORITY_HOST")]
     pub authority_host: Option<Url>,
@@ -134,9 +153,9 @@ pub struct RunArgs {
         default_value = "json"
     )]
     pub log_format: LogFormat,
-    /// tracing filter, e.g. "info" or "acr_attach=debug".
-    #[arg(long, env = "ACR_ATTACH_LOG_FILTER", default_value = "info")]
-    pub log_filter: String,
+    /// tracing filter, e.g. "info" or "acr_attach=debug" (default: RUST_LOG, else info).
+    #[arg(long, env = "ACR_ATTACH_LOG_FILTER")]
+    pub log_filter: Option<String>,
 }
 
 impl RunArgs {
@@ -144,6 +163,7 @@ impl RunArgs {
         AzureSettings {
             cloud: self.cloud,
             arm_endpoint: self.arm_endpoint.clone(),
+            arm_audience: self.arm_audience.clone(),
             authority_host: self.authority_host.clone(),
             extra_ca_file: self.extra_ca_file.clone(),
             credential: self.credential,
@@ -155,7 +175,7 @@ impl RunArgs {
         }
     }
 
-    pub fn controller_settings(&self) -> Result<Settings, String> {
+    pub fn controller_settings(&self, owner: OwnerId) -> Result<Settings, String> {
         let kubelet_identity = match (&self.kubelet_object_id, &self.cluster_resource_id) {
             (Some(object_id), _) => KubeletIdentity::ObjectId(
                 PrincipalId::parse(object_id).map_err(|e| format!("--kubelet-object-id: {e}"))?,
@@ -169,7 +189,7 @@ impl RunArgs {
             resync: self.resync,
             principal_grace: self.principal_grace,
             stalled_retry: self.stalled_retry,
-            ..Settings::new(kubelet_identity)
+            ..Settings::new(kubelet_identity, owner)
         })
     }
 
@@ -191,18 +211,43 @@ impl RunArgs {
     }
 }
 
+/// The UID of the kube-system namespace: stable for the life of a cluster and unique to it.
+pub async fn cluster_owner_id(client: &kube::Client) -> Result<OwnerId, String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let namespace = namespaces.get("kube-system").await.map_err(|e| {
+        format!(
+            "cannot read the kube-system namespace to identify this cluster ({e}); allow get on namespaces/kube-system or pass --owner-id"
+        )
+    })?;
+    namespace
+        .metadata
+        .uid
+        .map(OwnerId::new)
+        .ok_or_else(|| "the kube-system namespace has no uid; pass --owner-id".to_string())
+}
+
 /// Runs the operator until `shutdown` resolves; configuration errors come back as text.
 pub async fn run_operator(
     args: &RunArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), String> {
-    let settings = args.controller_settings()?;
+    // Refuse bad flags before touching anything.
+    args.controller_settings(OwnerId::new("unresolved"))?;
     let metrics = Arc::new(Metrics::default());
     let azure = args
         .azure_settings()
         .arm_client(metrics.clone())
         .map_err(|e| e.to_string())?;
     let client = args.kube_client().await?;
+    let owner = match &args.owner_id {
+        Some(owner) => OwnerId::new(owner),
+        None => cluster_owner_id(&client).await?,
+    };
+    let settings = args.controller_settings(owner)?;
+    if settings.resync < Duration::from_secs(60) {
+        tracing::warn!(resync = ?settings.resync, "a resync shorter than a minute reads ARM often; 10m is the default");
+    }
     let metrics_addr = args.metrics_addr;
     let served = metrics.clone();
     let readiness = Arc::new(crate::http::Readiness::default());
@@ -286,7 +331,7 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => {
-            telemetry::init(args.log_format, &args.log_filter);
+            telemetry::init(args.log_format, args.log_filter.as_deref());
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };
@@ -312,6 +357,7 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("ten minutes").is_err());
+        assert!(parse_duration("0s").is_err(), "a zero period would spin");
     }
 
     fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
@@ -321,6 +367,17 @@ mod tests {
             Command::Run(args) => *args,
             _ => unreachable!("parsed a run command"),
         })
+    }
+
+    #[test]
+    fn flag_defaults_are_the_controller_defaults() {
+        let args = run_args(&[]).unwrap();
+        assert_eq!(args.resync, crate::controller::DEFAULT_RESYNC);
+        assert_eq!(
+            args.principal_grace,
+            crate::controller::DEFAULT_PRINCIPAL_GRACE
+        );
+        assert_eq!(args.stalled_retry, crate::controller::DEFAULT_STALLED_RETRY);
     }
 
     #[test]
@@ -345,7 +402,7 @@ mod tests {
         ]);
         assert!(both.is_err());
         let bad = run_args(&["--kubelet-object-id", "kubelet"]).unwrap();
-        let error = bad.controller_settings().unwrap_err();
+        let error = bad.controller_settings(OwnerId::new("o")).unwrap_err();
         assert!(error.starts_with("--kubelet-object-id"), "{error}");
     }
 

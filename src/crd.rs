@@ -13,8 +13,9 @@ pub const FINALIZER: &str = "acrattach.io/cleanup";
 /// Set to "true" to release a stuck deletion without touching Azure.
 pub const SKIP_CLEANUP_ANNOTATION: &str = "acrattach.io/skip-cleanup";
 
-/// ARM resource id of a registry; segment names are case-insensitive as in ARM.
-pub const REGISTRY_ID_PATTERN: &str = r"^/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-\w.()]{0,89}[-\w()]/(?i:providers/Microsoft\.ContainerRegistry/registries)/[a-zA-Z0-9]{5,50}$";
+/// ARM resource id of a registry; segment names are case-insensitive as in ARM. Character classes
+/// are spelled out (no `\w`): Go's regexp, which the API server uses, and Rust's differ on it.
+pub const REGISTRY_ID_PATTERN: &str = r"^/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/(?i:providers/Microsoft\.ContainerRegistry/registries)/[a-zA-Z0-9]{5,50}$";
 pub const GUID_PATTERN: &str =
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
@@ -119,6 +120,11 @@ pub struct RegistryAttachmentStatus {
     /// The role assignment that grants the role, once it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<AssignmentStatus>,
+    /// Role assignments acr-attach created (or was about to create) for this attachment and has
+    /// not removed yet; recorded before each PUT, so detach and retirement find them after a crash.
+    /// Only names acr-attach derives from these entries are ever deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned_assignments: Vec<OwnedAssignment>,
     /// Last time the assignment was verified against Azure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
@@ -154,6 +160,16 @@ pub struct AssignmentStatus {
     pub role: String,
     /// Created (acr-attach made it and may delete it) or Adopted (it existed; never deleted).
     pub ownership: Ownership,
+}
+
+/// One assignment acr-attach may have created: the inputs its derived name is computed from.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedAssignment {
+    pub registry_id: String,
+    pub principal_id: String,
+    /// AcrPull or RepositoryReader.
+    pub role: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -282,20 +282,48 @@ impl PermissionsMode {
     }
 }
 
+/// Which installation of acr-attach owns an assignment: by default the UID of the cluster's
+/// kube-system namespace. Part of every derived assignment name, so two clusters granting the
+/// same principal the same role on one registry never both believe they created it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OwnerId(String);
+
+impl OwnerId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into().to_ascii_lowercase())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Name (a GUID) of a role assignment.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RoleAssignmentName(String);
 
 impl RoleAssignmentName {
     /// The name acr-attach gives the assignment of `role` to `principal` on `registry`: a v5 UUID
-    /// over the three, so a retried PUT after a crash hits the same assignment instead of making a
-    /// duplicate, and a new principal or role yields a new name rather than an update ARM refuses.
-    pub fn derive(registry: &RegistryId, principal: &PrincipalId, role: PullRole) -> Self {
+    /// over the three and the owning installation, so a retried PUT after a crash hits the same
+    /// assignment instead of making a duplicate, a new principal or role yields a new name rather
+    /// than an update ARM refuses, and another cluster's assignment is never mistaken for ours.
+    pub fn derive(
+        registry: &RegistryId,
+        principal: &PrincipalId,
+        role: PullRole,
+        owner: &OwnerId,
+    ) -> Self {
         let input = format!(
-            "{}|{}|{}",
+            "{}|{}|{}|{}",
             registry.key(),
             principal.as_str(),
-            role.definition_guid()
+            role.definition_guid(),
+            owner.as_str()
         );
         Self(Uuid::new_v5(&ASSIGNMENT_NAMESPACE, input.as_bytes()).to_string())
     }
@@ -340,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn assignment_name_is_stable_and_depends_on_all_three_inputs() {
+    fn assignment_name_is_stable_and_depends_on_every_input() {
         let registry = RegistryId::parse(REGISTRY).unwrap();
         let upper = RegistryId::parse(
             &REGISTRY
@@ -350,18 +378,21 @@ mod tests {
         .unwrap();
         let p1 = PrincipalId::parse("11111111-1111-1111-1111-111111111111").unwrap();
         let p2 = PrincipalId::parse("22222222-2222-2222-2222-222222222222").unwrap();
-        let name = RoleAssignmentName::derive(&registry, &p1, PullRole::AcrPull);
-        assert_eq!(
-            name,
-            RoleAssignmentName::derive(&upper, &p1, PullRole::AcrPull)
-        );
+        let owner = OwnerId::new("cluster-a");
+        let derive = |registry: &RegistryId, principal: &PrincipalId, role, owner: &OwnerId| {
+            RoleAssignmentName::derive(registry, principal, role, owner)
+        };
+        let name = derive(&registry, &p1, PullRole::AcrPull, &owner);
+        assert_eq!(name, derive(&upper, &p1, PullRole::AcrPull, &owner));
+        assert_ne!(name, derive(&registry, &p2, PullRole::AcrPull, &owner));
         assert_ne!(
             name,
-            RoleAssignmentName::derive(&registry, &p2, PullRole::AcrPull)
+            derive(&registry, &p1, PullRole::RepositoryReader, &owner)
         );
+        let other_cluster = OwnerId::new("cluster-b");
         assert_ne!(
             name,
-            RoleAssignmentName::derive(&registry, &p1, PullRole::RepositoryReader)
+            derive(&registry, &p1, PullRole::AcrPull, &other_cluster)
         );
         assert!(Uuid::try_parse(name.as_str()).is_ok());
     }

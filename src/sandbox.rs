@@ -160,6 +160,7 @@ impl Sandbox {
         Ok(AzureSettings {
             cloud: Cloud::AzurePublic,
             arm_endpoint: Some(endpoint.clone()),
+            arm_audience: None,
             authority_host: Some(endpoint),
             extra_ca_file: Some(self.ca_file.clone()),
             credential: CredentialKind::ClientSecret,
@@ -331,12 +332,19 @@ pub fn not_converged(
             problems.push(format!("{name}: Ready={ready} {reason}: {message}"));
             continue;
         }
+        // The recorded grant must exist in the tenant, for the recorded principal and role.
         let recorded = attachment
             .status
             .as_ref()
             .and_then(|s| s.assignment.as_ref());
-        let exists =
-            recorded.is_some_and(|r| assignments.iter().any(|a| a.id.eq_ignore_ascii_case(&r.id)));
+        let exists = recorded.is_some_and(|r| {
+            assignments.iter().any(|a| {
+                a.id.eq_ignore_ascii_case(&r.id)
+                    && a.principal_id.eq_ignore_ascii_case(&r.principal_id)
+                    && crate::model::PullRole::from_definition_id(&a.role_definition_id)
+                        .is_some_and(|role| role.short_name() == r.role)
+            })
+        });
         if !exists {
             problems.push(format!(
                 "{name}: its role assignment is not in the emulated tenant"
@@ -347,7 +355,7 @@ pub fn not_converged(
 }
 
 pub async fn run(args: SandboxArgs) -> Result<(), String> {
-    crate::telemetry::init(crate::telemetry::LogFormat::Text, &args.log_filter);
+    crate::telemetry::init(crate::telemetry::LogFormat::Text, Some(&args.log_filter));
     let tenant = load_tenant(args.tenant.as_deref())?;
     let sandbox = Sandbox::start(
         tenant,
@@ -385,9 +393,10 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
             .azure_settings()?
             .arm_client(metrics.clone())
             .map_err(|e| e.to_string())?;
+        let owner = crate::cli::cluster_owner_id(&client).await?;
         let settings = Settings {
             resync: args.resync,
-            ..Settings::new(sandbox.kubelet_identity()?)
+            ..Settings::new(sandbox.kubelet_identity()?, owner)
         };
         let operator_client = client.clone();
         Some(tokio::spawn(controller::run(

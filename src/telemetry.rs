@@ -1,5 +1,5 @@
 //! Logging: JSON lines by default (what log pipelines expect in a cluster), plain text for humans.
-//! Filter with --log-filter or RUST_LOG. Request headers are never logged, so tokens cannot leak.
+//! Filter with --log-filter (or RUST_LOG when the flag is not given). Request headers are never logged, so tokens cannot leak.
 
 use tracing_subscriber::EnvFilter;
 
@@ -9,8 +9,12 @@ pub enum LogFormat {
     Text,
 }
 
-pub fn init(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+/// An explicit filter wins over RUST_LOG, which wins over "info".
+pub fn init(format: LogFormat, filter: Option<&str>) {
+    let filter = match filter {
+        Some(filter) => EnvFilter::new(filter),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -271,6 +271,23 @@ async fn an_operator_killed_mid_way_converges_after_restart_without_duplicates()
         .filter(|a| a.principal_id == KUBELET)
         .collect();
     assert_eq!(for_kubelet.len(), 1, "no duplicate: {for_kubelet:?}");
+    let recorded = api
+        .get("shared")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .assignment
+        .unwrap();
+    assert_eq!(
+        recorded.ownership,
+        Ownership::Created,
+        "recognised as its own by the derived name, not adopted"
+    );
+    assert!(
+        sandbox.arm.request_log().iter().all(|r| r.status != 409),
+        "the restart met no RoleAssignmentExists"
+    );
 }
 
 #[tokio::test]
@@ -372,6 +389,7 @@ mod real_cluster {
         AzureSettings {
             cloud: Cloud::AzurePublic,
             arm_endpoint: None,
+            arm_audience: None,
             authority_host: None,
             extra_ca_file: None,
             credential: CredentialKind::from_str(&target.credential, true)

@@ -139,22 +139,41 @@ async fn invalid_specs_are_stalled_without_any_azure_request() {
 
 #[test]
 fn the_crd_schema_refuses_the_same_ids_at_admission() {
-    let registry_pattern = regex::Regex::new(REGISTRY_ID_PATTERN).unwrap();
-    let guid_pattern = regex::Regex::new(GUID_PATTERN).unwrap();
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(acr_attach::crd::RegistryAttachment::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let pattern =
+        |node: &serde_json::Value| regex::Regex::new(node["pattern"].as_str().unwrap()).unwrap();
+    let registry_pattern = pattern(&spec["registry"]["properties"]["resourceId"]);
+    let guid_pattern = pattern(&spec["principal"]["properties"]["objectId"]);
+    let enum_of = |field: &str| -> Vec<String> {
+        serde_json::from_value(spec[field]["enum"].clone()).unwrap()
+    };
+    assert_eq!(registry_pattern.as_str(), REGISTRY_ID_PATTERN);
+    assert_eq!(guid_pattern.as_str(), GUID_PATTERN);
     assert!(registry_pattern.is_match(&registry("legacyacr")));
     assert!(
         registry_pattern
             .is_match(&registry("legacyacr").replace("resourceGroups", "resourcegroups"))
     );
-    for (name, spec, field, schema_refuses) in table() {
+    for (name, spec_row, field, schema_refuses) in table() {
         let refused = match field {
             "spec.registry.resourceId" => {
-                !registry_pattern.is_match(&spec.registry.resource_id)
-                    || spec.registry.resource_id.len() > 300
+                !registry_pattern.is_match(&spec_row.registry.resource_id)
+                    || spec_row.registry.resource_id.len() > 300
             }
-            "spec.principal.objectId" => !guid_pattern.is_match(&spec.principal.unwrap().object_id),
-            // Enums are checked by the API server from the schema's enum list.
-            _ => true,
+            "spec.principal.objectId" => {
+                !guid_pattern.is_match(&spec_row.principal.unwrap().object_id)
+            }
+            "spec.role" => {
+                let value = serde_json::to_value(spec_row.role).unwrap();
+                !enum_of("role").contains(&value.as_str().unwrap().to_string())
+            }
+            "spec.deletionPolicy" => {
+                let value = serde_json::to_value(spec_row.deletion_policy).unwrap();
+                !enum_of("deletionPolicy").contains(&value.as_str().unwrap().to_string())
+            }
+            other => panic!("no schema check for {other}"),
         };
         assert_eq!(refused, schema_refuses, "{name}");
     }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use acr_attach::controller::{KubeletIdentity, Settings};
+use acr_attach::controller::KubeletIdentity;
 use acr_attach::crd::{DeletionPolicy, Ownership, RoleChoice, SKIP_CLEANUP_ANNOTATION};
 use acr_attach::decide::reasons;
 use acr_attach::model::PrincipalId;
@@ -86,7 +86,7 @@ async fn fresh_attach_to_a_legacy_registry_assigns_acrpull_and_reports_ready() {
 
 #[tokio::test]
 async fn fresh_attach_to_an_abac_registry_assigns_repository_reader_via_workload_identity() {
-    let h = Harness::start_with(tenant(), Settings::new(kubelet()), Login::WorkloadIdentity).await;
+    let h = Harness::start_with(tenant(), settings(kubelet()), Login::WorkloadIdentity).await;
     h.cluster.create("abac", spec(&registry("abacacr")));
     h.settle("abac").await;
 
@@ -474,22 +474,32 @@ async fn a_principal_that_never_appears_becomes_stalled_after_the_grace_period()
 #[tokio::test]
 async fn throttling_is_honoured_with_retry_after() {
     let mut throttled = tenant();
-    throttled.faults.injected_retry_after_secs = 17;
+    throttled.faults.injected_retry_after_secs = 2;
     let h = Harness::start(throttled, kubelet()).await;
     h.arm.fail_next(Operation::PutRoleAssignment, 429, 1);
     h.cluster.create("shared", spec(&registry("legacyacr")));
 
-    let action = h.reconcile("shared").await.unwrap();
+    let next = h.reconcile("shared").await.unwrap();
     assert_eq!(
         h.condition("shared", "Reconciling").reason,
         reasons::AZURE_THROTTLED
     );
     assert!(
-        requeue_after(&action).unwrap() >= Duration::from_secs(17),
-        "{action:?}"
+        requeue_after(&next).unwrap() >= Duration::from_secs(2),
+        "{next:?}"
     );
     assert!(h.assignments_for(KUBELET).is_empty());
 
+    // Asked again before Retry-After has passed, the operator does not even call ARM.
+    let puts = h.arm.counts().get(Operation::PutRoleAssignment);
+    h.reconcile("shared").await.unwrap();
+    assert_eq!(h.arm.counts().get(Operation::PutRoleAssignment), puts);
+    assert_eq!(
+        h.condition("shared", "Reconciling").reason,
+        reasons::AZURE_THROTTLED
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     h.settle("shared").await;
     assert_eq!(h.condition("shared", "Ready").status, "True");
 }
@@ -691,4 +701,172 @@ async fn an_exhausted_write_budget_is_waited_out_not_hammered() {
     h.settle("second").await;
     assert_eq!(h.condition("second", "Ready").status, "True");
     assert_eq!(h.arm.counts().throttled(), 1, "no second 429");
+}
+
+#[tokio::test]
+async fn two_clusters_sharing_a_principal_never_delete_each_others_grant() {
+    let a = Harness::start(tenant(), kubelet()).await;
+    let b = a.another_cluster("cluster-b");
+    a.cluster.create("shared", spec(&registry("legacyacr")));
+    b.cluster.create("shared", spec(&registry("legacyacr")));
+    a.settle("shared").await;
+    b.settle("shared").await;
+    let recorded = |h: &Harness| {
+        h.cluster
+            .get("shared")
+            .unwrap()
+            .status
+            .unwrap()
+            .assignment
+            .unwrap()
+    };
+    assert_eq!(recorded(&a).ownership, Ownership::Created);
+    assert_eq!(
+        recorded(&b).ownership,
+        Ownership::Adopted,
+        "B's PUT met A's grant (409)"
+    );
+    assert_eq!(a.assignments_for(KUBELET).len(), 1);
+
+    // Cluster B detaches: A's grant stays.
+    b.cluster.delete("shared");
+    b.settle("shared").await;
+    assert!(b.cluster.get("shared").is_none());
+    assert_eq!(a.assignments_for(KUBELET).len(), 1);
+    assert_eq!(a.arm.counts().get(Operation::DeleteRoleAssignment), 0);
+}
+
+#[tokio::test]
+async fn a_grant_adopted_from_another_cluster_is_recreated_when_that_cluster_detaches() {
+    let a = Harness::start(tenant(), kubelet()).await;
+    let b = a.another_cluster("cluster-b");
+    a.cluster.create("shared", spec(&registry("legacyacr")));
+    b.cluster.create("shared", spec(&registry("legacyacr")));
+    a.settle("shared").await;
+    b.settle("shared").await;
+
+    a.cluster.delete("shared");
+    a.settle("shared").await;
+    assert!(
+        a.assignments_for(KUBELET).is_empty(),
+        "A removed what it created"
+    );
+
+    b.pass_resync_window();
+    b.settle("shared").await;
+    assert_eq!(
+        a.assignments_for(KUBELET).len(),
+        1,
+        "B's resync restored pull"
+    );
+    let recorded = b
+        .cluster
+        .get("shared")
+        .unwrap()
+        .status
+        .unwrap()
+        .assignment
+        .unwrap();
+    assert_eq!(recorded.ownership, Ownership::Created);
+}
+
+#[tokio::test]
+async fn a_lagging_watch_cache_cannot_make_a_detach_delete_a_fresh_claim() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("old", spec(&registry("legacyacr")));
+    h.settle("old").await;
+    // From here the operator's cache neither sees "new" nor "old" being deleted.
+    h.cluster.freeze_view();
+    h.cluster.create("new", spec(&registry("legacyacr")));
+    h.settle("new").await;
+    assert_eq!(h.condition("new", "Ready").status, "True");
+
+    h.cluster.delete("old");
+    h.settle("old").await;
+    assert!(h.cluster.get("old").is_none());
+    assert_eq!(
+        h.assignments_for(KUBELET).len(),
+        1,
+        "\"new\" still relies on it"
+    );
+}
+
+#[tokio::test]
+async fn a_spec_edit_after_a_lost_response_retires_the_first_assignment() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    // The PUT lands but the operator never records it (crash after the PUT).
+    h.cluster.fail_status_write(2);
+    assert!(h.reconcile("shared").await.is_err());
+    h.cluster.update_spec("shared", |spec| {
+        spec.registry.resource_id = registry("otheracr")
+    });
+    h.settle("shared").await;
+
+    let scopes: Vec<_> = h
+        .assignments_for(KUBELET)
+        .into_iter()
+        .map(|a| a.scope.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(scopes, ["otheracr"], "nothing left behind on legacyacr");
+}
+
+#[tokio::test]
+async fn a_refused_credential_is_stalled_but_an_unreachable_token_endpoint_is_retried() {
+    let mut h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.arm.fail_next(Operation::Token, 503, 1);
+    h.reconcile("shared").await.unwrap();
+    let reconciling = h.condition("shared", "Reconciling");
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", reasons::AUTHENTICATION_FAILED)
+    );
+    assert_eq!(h.condition("shared", "Stalled").status, "False");
+
+    h.restart_operator_with(|azure| {
+        azure.client_secret = Some(azure_core::credentials::Secret::new("not-the-secret"))
+    });
+    h.clock.advance(Duration::from_secs(10));
+    h.reconcile("shared").await.unwrap();
+    let stalled = h.condition("shared", "Stalled");
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", reasons::AUTHENTICATION_FAILED)
+    );
+    assert!(stalled.message.contains("AADSTS"), "{}", stalled.message);
+}
+
+#[tokio::test]
+async fn a_missing_grant_is_not_reported_ready_while_recreating_it_is_throttled() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    let original = h.assignments_for(KUBELET).remove(0);
+    h.arm.remove_role_assignment(&original.id);
+    h.arm.fail_next(Operation::PutRoleAssignment, 503, 1);
+
+    h.pass_resync_window();
+    h.reconcile("shared").await.unwrap();
+    let ready = h.condition("shared", "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reasons::AZURE_UNAVAILABLE),
+        "the operator knows the grant is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_re_read_of_a_ready_attachment_keeps_it_ready() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    h.arm.fail_next(Operation::GetRegistry, 503, 1);
+    h.pass_resync_window();
+    h.reconcile("shared").await.unwrap();
+    assert_eq!(h.condition("shared", "Ready").status, "True");
+    assert_eq!(
+        h.condition("shared", "Reconciling").reason,
+        reasons::AZURE_UNAVAILABLE
+    );
 }

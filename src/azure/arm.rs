@@ -2,8 +2,9 @@
 //! sent through azure_core's pipeline (bearer-token policy, request ids, user agent) with the
 //! pipeline's own retries switched off, because the controller owns retry timing.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
@@ -37,6 +38,10 @@ pub struct ArmClient {
     pipeline: Pipeline,
     endpoint: Url,
     metrics: Arc<Metrics>,
+    /// Per subscription: no request before this instant, because ARM answered 429 with a
+    /// Retry-After. ARM budgets per principal and subscription, so one attachment's 429 holds
+    /// every attachment back instead of each one spending a request to learn the same thing.
+    held_back_until: Mutex<HashMap<String, Instant>>,
 }
 
 struct ArmResponse {
@@ -46,15 +51,15 @@ struct ArmResponse {
 }
 
 impl ArmClient {
-    /// `endpoint` is the ARM base URL; tokens are requested for `<endpoint>/.default`, which is
-    /// the audience ARM accepts in every cloud.
+    /// `endpoint` is the ARM base URL; `scope` the token scope, normally `<endpoint>/.default`
+    /// (see `token_scope`), which is the audience ARM accepts in every public cloud.
     pub fn new(
         endpoint: Url,
+        scope: String,
         credential: Arc<dyn TokenCredential>,
         transport: Option<Transport>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let scope = token_scope(&endpoint);
         let auth: Arc<dyn Policy> =
             Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
         let options = ClientOptions {
@@ -74,7 +79,27 @@ impl ArmClient {
             pipeline,
             endpoint,
             metrics,
+            held_back_until: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Time left before ARM may be asked again about `subscription`, if any.
+    fn held_back(&self, subscription: &str) -> Option<Duration> {
+        let gate = self
+            .held_back_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        gate.get(subscription)
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+    }
+
+    fn hold_back(&self, subscription: String, for_: Duration) {
+        let mut gate = self
+            .held_back_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        gate.insert(subscription, Instant::now() + for_);
     }
 
     fn url(&self, path: &str, api_version: &str) -> Result<Url, String> {
@@ -93,6 +118,21 @@ impl ArmClient {
         url: Url,
         body: Option<serde_json::Value>,
     ) -> Result<ArmResponse, ArmError> {
+        let subscription = subscription_of(&url);
+        if let Some(left) = subscription.as_deref().and_then(|s| self.held_back(s)) {
+            self.metrics.arm_request(operation, "held_back");
+            return Err(ArmError::Response {
+                operation,
+                target: target.to_string(),
+                status: 429,
+                code: "SubscriptionRequestsThrottled".to_string(),
+                message: format!(
+                    "not sent: ARM asked to wait before the next request to this subscription ({}s left)",
+                    left.as_secs().max(1)
+                ),
+                retry_after: Some(left),
+            });
+        }
         let mut request = Request::new(url, method);
         request.insert_header("accept", "application/json");
         if let Some(body) = body {
@@ -136,6 +176,11 @@ impl ArmClient {
         let status = u16::from(status);
         self.metrics.arm_request(operation, &status.to_string());
         self.metrics.observe_rate_limits(&headers);
+        if status == 429
+            && let (Some(subscription), Some(wait)) = (subscription, retry_after(&headers))
+        {
+            self.hold_back(subscription, wait);
+        }
         Ok(ArmResponse {
             status,
             headers,
@@ -312,8 +357,8 @@ impl AzureApi for ArmClient {
 }
 
 /// `https://management.azure.com/` -> `https://management.azure.com/.default`.
-pub fn token_scope(endpoint: &Url) -> String {
-    format!("{}/.default", endpoint.as_str().trim_end_matches('/'))
+pub fn token_scope(audience: &str) -> String {
+    format!("{}/.default", audience.trim_end_matches('/'))
 }
 
 fn decode_error(operation: Operation, target: &str, message: String) -> ArmError {
@@ -360,13 +405,28 @@ fn parse_error_body(body: &[u8]) -> ArmErrorDetail {
         })
 }
 
-fn response_error(operation: Operation, target: &str, response: &ArmResponse) -> ArmError {
-    let detail = parse_error_body(&response.body);
-    let retry_after = response
-        .headers
+/// The subscription a request is about (`/subscriptions/{id}/...`), lower-cased.
+fn subscription_of(url: &Url) -> Option<String> {
+    let mut segments = url.path_segments()?;
+    while let Some(segment) = segments.next() {
+        if segment.eq_ignore_ascii_case("subscriptions") {
+            return segments.next().map(str::to_ascii_lowercase);
+        }
+    }
+    None
+}
+
+/// ARM's Retry-After, in whole seconds.
+fn retry_after(headers: &Headers) -> Option<Duration> {
+    headers
         .get_optional_str(&HeaderName::from_static("retry-after"))
         .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .map(Duration::from_secs)
+}
+
+fn response_error(operation: Operation, target: &str, response: &ArmResponse) -> ArmError {
+    let detail = parse_error_body(&response.body);
+    let retry_after = retry_after(&response.headers);
     ArmError::Response {
         operation,
         target: target.to_string(),
@@ -494,12 +554,12 @@ mod tests {
     fn token_scope_follows_the_endpoint() {
         let public = Url::parse("https://management.azure.com/").unwrap();
         assert_eq!(
-            token_scope(&public),
+            token_scope(public.as_str()),
             "https://management.azure.com/.default"
         );
         let china = Url::parse("https://management.chinacloudapi.cn").unwrap();
         assert_eq!(
-            token_scope(&china),
+            token_scope(china.as_str()),
             "https://management.chinacloudapi.cn/.default"
         );
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientOptions, Transport, Url};
+use azure_core::http::{ClientOptions, RetryOptions, Transport, Url};
 use azure_identity::{
     AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
     ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
@@ -63,6 +63,9 @@ impl Cloud {
 pub struct AzureSettings {
     pub cloud: Cloud,
     pub arm_endpoint: Option<Url>,
+    /// Token audience for ARM when it is not the endpoint itself (Azure Stack Hub, or an
+    /// endpoint reached through a proxy hostname).
+    pub arm_audience: Option<String>,
     pub authority_host: Option<Url>,
     pub extra_ca_file: Option<PathBuf>,
     pub credential: CredentialKind,
@@ -138,6 +141,7 @@ impl AzureSettings {
         ClientOptions {
             transport: Some(transport.clone()),
             cloud: cloud.map(Arc::new),
+            retry: RetryOptions::none(),
             ..Default::default()
         }
     }
@@ -213,8 +217,12 @@ impl AzureSettings {
     pub fn arm_client(&self, metrics: Arc<Metrics>) -> Result<ArmClient, ConfigError> {
         let transport = self.transport()?;
         let credential = self.credential(&transport)?;
+        let endpoint = self.arm_endpoint()?;
+        let scope =
+            super::arm::token_scope(self.arm_audience.as_deref().unwrap_or(endpoint.as_str()));
         Ok(ArmClient::new(
-            self.arm_endpoint()?,
+            endpoint,
+            scope,
             credential,
             Some(transport),
             metrics,

@@ -122,12 +122,20 @@ impl ArmError {
 
     pub fn classify(&self) -> Failure {
         match self {
-            ArmError::Credential { message, .. } => Failure::new(
+            // azure_identity reports every token failure as a credential error. Entra's own
+            // refusals carry an AADSTS code and need a human; anything else (the token endpoint
+            // unreachable, 5xx, IMDS not ready) is retried like any transient failure.
+            ArmError::Credential { message, .. } if is_entra_refusal(message) => Failure::new(
                 ErrorClass::NeedsHuman,
                 reasons::AUTHENTICATION_FAILED,
                 format!(
-                    "acr-attach could not get an Azure token ({message}); check the --credential flag and the identity's settings"
+                    "Entra ID refused acr-attach's credential ({message}); check the --credential flag and the identity's client id, tenant and federation"
                 ),
+            ),
+            ArmError::Credential { message, .. } => Failure::new(
+                ErrorClass::RetrySoon,
+                reasons::AUTHENTICATION_FAILED,
+                format!("acr-attach could not get an Azure token yet ({message}); retrying"),
             ),
             ArmError::Transport { .. } => Failure::new(
                 ErrorClass::RetrySoon,
@@ -153,6 +161,22 @@ impl ArmError {
             }
         }
     }
+}
+
+/// An Entra answer that retrying will not change: an AADSTS code that is not one of Entra's
+/// transient ones (AADSTS90033 "A transient error has occurred", temporarily_unavailable,
+/// server_error).
+fn is_entra_refusal(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    let transient = [
+        "aadsts90033",
+        "transient error",
+        "temporarily_unavailable",
+        "server_error",
+    ]
+    .iter()
+    .any(|marker| lower.contains(marker));
+    lower.contains("aadsts") && !transient
 }
 
 fn classify_response(
@@ -196,6 +220,13 @@ fn classify_response(
                 "the subscription has no room for another role assignment ({message}); remove unused assignments"
             ),
         ),
+        (409, "ScopeLocked") => human(
+            reasons::SCOPE_LOCKED,
+            format!(
+                "a management lock blocks changing role assignments on {target} ({message}); remove the lock (or, when detaching, set the skip-cleanup annotation)"
+            ),
+        ),
+        // Other conflicts (another operation in progress) pass.
         (409, _) => retry(reasons::AZURE_UNAVAILABLE),
         _ => human(
             reasons::AZURE_REQUEST_REJECTED,
@@ -284,6 +315,36 @@ mod tests {
                 .reason,
             reasons::CLUSTER_NOT_FOUND
         );
+    }
+
+    #[test]
+    fn entra_refusals_need_a_human_but_an_unreachable_token_endpoint_is_retried() {
+        let credential = |message: &str| ArmError::Credential {
+            operation: Operation::GetRegistry,
+            target: "t".to_string(),
+            message: message.to_string(),
+        };
+        let refused = credential("AADSTS7000215: Invalid client secret provided.").classify();
+        assert_eq!(refused.class, ErrorClass::NeedsHuman);
+        let busy =
+            credential("AADSTS90033: A transient error has occurred. Please try again.").classify();
+        assert_eq!(busy.class, ErrorClass::RetrySoon);
+        let unreachable = credential("failed to execute `reqwest` request").classify();
+        assert_eq!(unreachable.class, ErrorClass::RetrySoon);
+        assert_eq!(unreachable.reason, reasons::AUTHENTICATION_FAILED);
+    }
+
+    #[test]
+    fn a_management_lock_needs_a_human() {
+        let failure = response(
+            Operation::DeleteRoleAssignment,
+            409,
+            "ScopeLocked",
+            "locked",
+        )
+        .classify();
+        assert_eq!(failure.class, ErrorClass::NeedsHuman);
+        assert_eq!(failure.reason, reasons::SCOPE_LOCKED);
     }
 
     #[test]

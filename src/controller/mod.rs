@@ -6,7 +6,7 @@ pub mod cluster;
 pub mod reconcile;
 pub mod shared_reads;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::azure::AzureApi;
 use crate::crd::{RegistryAttachment, SKIP_CLEANUP_ANNOTATION};
 use crate::metrics::Metrics;
-use crate::model::{ClusterId, PrincipalId};
+use crate::model::{ClusterId, OwnerId, PrincipalId};
 use clock::Clock;
 use cluster::{ClusterApi, KubeCluster};
 use reconcile::{ReconcileError, reconcile};
@@ -40,6 +40,8 @@ pub enum KubeletIdentity {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub kubelet_identity: KubeletIdentity,
+    /// This installation's identity, part of every assignment name it derives.
+    pub owner: OwnerId,
     /// How often every attachment is verified against Azure (drift repair).
     pub resync: Duration,
     /// How long PrincipalNotFound counts as Entra replication lag before it needs a human.
@@ -61,13 +63,19 @@ impl std::fmt::Display for KubeletIdentity {
     }
 }
 
+/// Defaults of the timing settings; the CLI's flags default to the same values.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+pub const DEFAULT_PRINCIPAL_GRACE: Duration = Duration::from_secs(600);
+pub const DEFAULT_STALLED_RETRY: Duration = Duration::from_secs(300);
+
 impl Settings {
-    pub fn new(kubelet_identity: KubeletIdentity) -> Self {
+    pub fn new(kubelet_identity: KubeletIdentity, owner: OwnerId) -> Self {
         Self {
             kubelet_identity,
-            resync: Duration::from_secs(600),
-            principal_grace: Duration::from_secs(600),
-            stalled_retry: Duration::from_secs(300),
+            owner,
+            resync: DEFAULT_RESYNC,
+            principal_grace: DEFAULT_PRINCIPAL_GRACE,
+            stalled_retry: DEFAULT_STALLED_RETRY,
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
         }
@@ -85,6 +93,12 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// When each attachment first saw PrincipalNotFound in its current streak.
     principal_missing_since: Mutex<HashMap<String, Instant>>,
+    /// Serialises planning and writing per registry, so two reconciles never decide about the
+    /// same assignment at once (one creating or adopting it while the other deletes it).
+    registry_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Assignment ids each attachment relies on, as decided in this process: ahead of the watch
+    /// cache, which learns of a status write only when its event arrives.
+    claims: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Context {
@@ -104,7 +118,49 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             principal_missing_since: Mutex::default(),
+            registry_locks: Mutex::default(),
+            claims: Mutex::default(),
         }
+    }
+
+    /// Locks the given registries (by key) in a fixed order, so overlapping sets cannot deadlock.
+    pub async fn lock_registries(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let keys: BTreeSet<String> = keys.into_iter().collect();
+        let locks: Vec<_> = {
+            let mut registry_locks = self
+                .registry_locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            keys.into_iter()
+                .map(|key| registry_locks.entry(key).or_default().clone())
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in locks {
+            guards.push(lock.lock_owned().await);
+        }
+        guards
+    }
+
+    /// Records that `attachment` now relies on `assignment_id`.
+    pub fn claim(&self, attachment: &str, assignment_id: &str) {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                attachment.to_string(),
+                [assignment_id.to_ascii_lowercase()].into(),
+            );
+    }
+
+    pub fn drop_claims(&self, attachment: &str) {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(attachment);
     }
 
     /// Exponential backoff with ±20% jitter, never shorter than ARM's Retry-After.
@@ -147,6 +203,27 @@ impl Context {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(attachment);
+    }
+
+    /// Assignments that live attachments other than `attachment` rely on: from their status in the
+    /// watch cache, and from decisions this process made that the cache may not show yet (an
+    /// attachment created a moment ago may not be in the cache at all).
+    pub fn claims_of_others(&self, attachment: &str) -> HashSet<String> {
+        let cached = self.cluster.attachments();
+        let mut claimed =
+            crate::decide::plan::claims_of_others(attachment, cached.iter().map(Arc::as_ref));
+        let deleting: HashSet<&str> = cached
+            .iter()
+            .filter(|other| other.is_deleting())
+            .filter_map(|other| other.metadata.name.as_deref())
+            .collect();
+        let claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        for (other, ids) in claims.iter() {
+            if other != attachment && !deleting.contains(other.as_str()) {
+                claimed.extend(ids.iter().cloned());
+            }
+        }
+        claimed
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::azure::error::{ErrorClass, Failure};
 use crate::azure::{DeleteOutcome, PutOutcome, RoleAssignmentRequest};
@@ -20,13 +20,10 @@ use crate::crd::{
     ResolvedRegistry, SKIP_CLEANUP_ANNOTATION,
 };
 use crate::decide::conditions::{self, Outcome, escalate_principal_not_found, next_conditions};
-use crate::decide::plan::{
-    CleanupPlan, Ensure, Intent, choose_role, claims_of_others, plan_apply, plan_cleanup,
-    recorded_intent,
-};
+use crate::decide::plan::{CleanupPlan, Ensure, Intent, choose_role, plan_apply, plan_cleanup};
 use crate::decide::reasons;
 use crate::decide::validate::{RequestedPrincipal, describe, validate};
-use crate::model::PrincipalId;
+use crate::model::{PrincipalId, RegistryId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -34,15 +31,40 @@ pub enum ReconcileError {
     Kube(#[from] kube::Error),
 }
 
+/// When to look at an attachment again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Requeue(Duration),
+    /// Only a change to the object can help.
+    AwaitChange,
+}
+
+impl From<Next> for Action {
+    fn from(next: Next) -> Action {
+        match next {
+            Next::Requeue(after) => Action::requeue(after),
+            Next::AwaitChange => Action::await_change(),
+        }
+    }
+}
+
+/// The controller's entry point.
 pub async fn reconcile(
     attachment: Arc<RegistryAttachment>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    reconcile_once(&attachment, &ctx).await.map(Action::from)
+}
+
+pub async fn reconcile_once(
+    attachment: &RegistryAttachment,
+    ctx: &Context,
+) -> Result<Next, ReconcileError> {
     let started = ctx.clock.now();
     let result = if attachment.is_deleting() {
-        detach(&attachment, &ctx).await
+        detach(attachment, ctx).await
     } else {
-        attach(&attachment, &ctx).await
+        attach(attachment, ctx).await
     };
     let label = match &result {
         Ok((_, label)) => *label,
@@ -50,10 +72,12 @@ pub async fn reconcile(
     };
     ctx.metrics
         .reconciled(label, ctx.clock.now().saturating_duration_since(started));
-    result.map(|(action, _)| action)
+    result.map(|(next, _)| next)
 }
 
-/// What has been learned so far in this reconciliation, kept for the status whatever happens.
+type Finished = Result<(Next, &'static str), ReconcileError>;
+
+/// The status being built in this reconciliation, kept whatever happens.
 struct Progress {
     status: RegistryAttachmentStatus,
 }
@@ -64,26 +88,48 @@ impl Progress {
         status.observed_generation = attachment.metadata.generation;
         Self { status }
     }
+
+    /// Shows the registry being worked on; what was resolved for another registry goes.
+    fn target_registry(&mut self, registry: &RegistryId) {
+        let same = self
+            .status
+            .registry
+            .as_ref()
+            .is_some_and(|resolved| resolved.id.eq_ignore_ascii_case(registry.as_str()));
+        if !same {
+            self.status.registry = Some(ResolvedRegistry {
+                id: registry.to_string(),
+                login_server: None,
+                permissions_mode: None,
+            });
+            self.status.role = None;
+            self.status.role_definition_id = None;
+        }
+    }
+
+    fn forget_owned(&mut self, intent: &Intent) {
+        let record = intent.record();
+        self.status
+            .owned_assignments
+            .retain(|owned| *owned != record);
+    }
 }
 
-async fn attach(
-    attachment: &RegistryAttachment,
-    ctx: &Context,
-) -> Result<(Action, &'static str), ReconcileError> {
+async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
     let mut progress = Progress::new(attachment);
 
     let desired = match validate(&attachment.spec) {
         Ok(desired) => desired,
         Err(errors) => {
-            // Nothing reaches Azure; only a change to the object can help.
             let failure = Failure::new(
                 ErrorClass::Permanent,
                 reasons::INVALID_SPEC,
                 describe(&errors),
             );
-            return finish_failure(attachment, ctx, progress, failure).await;
+            return finish_failure(attachment, ctx, progress, failure, false).await;
         }
     };
+    progress.target_registry(&desired.registry);
 
     if !attachment.has_finalizer() {
         ctx.cluster.add_finalizer(attachment).await?;
@@ -97,8 +143,14 @@ async fn attach(
             });
             principal
         }
-        Err(failure) => return finish_failure(attachment, ctx, progress, failure).await,
+        Err(failure) => return finish_failure(attachment, ctx, progress, failure, true).await,
     };
+
+    // Everything from planning to the status write happens under the locks of the registries
+    // involved: this one, and those of assignments we may retire.
+    let mut registries = vec![desired.registry.key()];
+    registries.extend(owned_registry_keys(&progress.status));
+    let _locks = ctx.lock_registries(registries).await;
 
     let snapshot = match ctx
         .reads
@@ -106,7 +158,7 @@ async fn attach(
         .await
     {
         Ok(snapshot) => snapshot,
-        Err(error) => return finish_failure(attachment, ctx, progress, error.classify()).await,
+        Err(failure) => return finish_failure(attachment, ctx, progress, failure, true).await,
     };
     progress.status.registry = Some(ResolvedRegistry {
         id: desired.registry.to_string(),
@@ -118,7 +170,7 @@ async fn attach(
         Ok(role) => role,
         Err(problem) => {
             let failure = Failure::new(ErrorClass::NeedsHuman, problem.reason, problem.message);
-            return finish_failure(attachment, ctx, progress, failure).await;
+            return finish_failure(attachment, ctx, progress, failure, false).await;
         }
     };
     progress.status.role = Some(role.short_name().to_string());
@@ -128,25 +180,36 @@ async fn attach(
         registry: desired.registry.clone(),
         principal,
         role,
+        owner: ctx.settings.owner.clone(),
     };
-    let others = ctx.cluster.attachments();
-    let claims = claims_of_others(&attachment.name_any(), others.iter().map(Arc::as_ref));
+    let name = attachment.name_any();
     let plan = plan_apply(
         &intent,
         &snapshot.assignments,
-        progress.status.assignment.as_ref(),
-        &claims,
+        &progress.status.owned_assignments,
+        &ctx.claims_of_others(&name),
     );
 
     let (assignment_id, ownership) = match plan.ensure {
         Ensure::Present {
             assignment_id,
             ownership,
-        } => (assignment_id, ownership),
-        Ensure::Create { name } => {
-            // Record the intent before the PUT: if we crash after it, cleanup still knows which
-            // assignment (by its derived name) is ours.
-            if recorded_intent(attachment).as_ref() != Some(&intent) {
+        } => {
+            // Our derived name: ours to remove later, whoever of us created it.
+            if ownership == Ownership::Created
+                && !progress.status.owned_assignments.contains(&intent.record())
+            {
+                progress.status.owned_assignments.push(intent.record());
+            }
+            (assignment_id, ownership)
+        }
+        Ensure::Create {
+            name: assignment_name,
+        } => {
+            // Record the assignment before the PUT: if we crash after it, retirement and cleanup
+            // still find it (by its derived name).
+            if !progress.status.owned_assignments.contains(&intent.record()) {
+                progress.status.owned_assignments.push(intent.record());
                 let outcome = Outcome::Progressing {
                     reason: reasons::ATTACHING,
                     message: format!("assigning {} to {}", role.display_name(), intent.principal),
@@ -156,21 +219,29 @@ async fn attach(
             }
             let request = RoleAssignmentRequest {
                 registry: intent.registry.clone(),
-                name,
+                name: assignment_name,
                 principal: intent.principal.clone(),
                 role,
                 description: format!(
-                    "Managed by acr-attach for RegistryAttachment {}",
-                    attachment.name_any()
+                    "Managed by acr-attach (owner {}) for RegistryAttachment {name}",
+                    ctx.settings.owner
                 ),
             };
             match create(&request, &intent, ctx).await {
-                Ok(ensured) => ensured,
-                Err(failure) => return finish_failure(attachment, ctx, progress, failure).await,
+                Ok((id, Ownership::Adopted)) => {
+                    // ARM refused our name: nothing of ours exists under it.
+                    progress.forget_owned(&intent);
+                    (id, Ownership::Adopted)
+                }
+                Ok(created) => created,
+                Err(failure) => {
+                    return finish_failure(attachment, ctx, progress, failure, false).await;
+                }
             }
         }
     };
-    ctx.forget_principal_failure(&attachment.name_any());
+    ctx.claim(&name, &assignment_id);
+    ctx.forget_principal_failure(&name);
     progress.status.assignment = Some(AssignmentStatus {
         id: assignment_id,
         principal_id: intent.principal.to_string(),
@@ -178,27 +249,25 @@ async fn attach(
         ownership,
     });
 
-    if let Some(stale) = plan.retire {
+    for (record, stale) in plan.retire {
         match ctx.azure.delete_role_assignment(&stale).await {
             Ok(_) => {
                 ctx.reads.record_deleted(&stale).await;
-                info!(attachment = %attachment.name_any(), assignment = %stale, "retired the previous role assignment");
+                progress
+                    .status
+                    .owned_assignments
+                    .retain(|owned| *owned != record);
+                info!(attachment = %name, assignment = %stale, "retired the previous role assignment");
             }
             Err(error) => {
-                // The new grant is in place; keep retrying the removal of the old one.
-                let failure = error.classify();
-                let mut progress_for_retry = progress;
-                progress_for_retry.status.assignment = attachment
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.assignment.clone());
-                return finish_failure(attachment, ctx, progress_for_retry, failure).await;
+                // The new grant is in place; the record stays, so the removal is retried.
+                return finish_failure(attachment, ctx, progress, error.classify(), false).await;
             }
         }
     }
 
     progress.status.last_sync_time = Some(rfc3339(snapshot.fetched_at));
-    ctx.reset_backoff(&attachment.name_any());
+    ctx.reset_backoff(&name);
     let message = match ownership {
         Ownership::Created => format!(
             "{} granted to {} on {}",
@@ -227,9 +296,19 @@ async fn attach(
         .expires_at
         .saturating_duration_since(ctx.clock.now());
     Ok((
-        Action::requeue(until_expiry + Duration::from_secs(1)),
+        Next::Requeue(until_expiry + Duration::from_secs(1)),
         "ready",
     ))
+}
+
+/// Registry keys of the assignments an attachment owns (their retirement may need the lock).
+fn owned_registry_keys(status: &RegistryAttachmentStatus) -> Vec<String> {
+    status
+        .owned_assignments
+        .iter()
+        .filter_map(|record| RegistryId::parse(&record.registry_id).ok())
+        .map(|registry| registry.key())
+        .collect()
 }
 
 /// PUT the assignment; on 409 adopt the equivalent one that exists under another name.
@@ -248,8 +327,7 @@ async fn create(
             let listed = ctx
                 .reads
                 .relist(&intent.registry, ctx.azure.as_ref())
-                .await
-                .map_err(|error| error.classify())?;
+                .await?;
             listed
                 .iter()
                 .find(|a| a.grants(&intent.registry, &intent.principal, intent.role))
@@ -283,8 +361,7 @@ async fn resolve_principal(
             let object_id = ctx
                 .reads
                 .kubelet_identity(cluster, ctx.azure.as_ref())
-                .await
-                .map_err(|error| error.classify())?;
+                .await?;
             let missing = || {
                 Failure::new(
                     ErrorClass::NeedsHuman,
@@ -323,10 +400,11 @@ async fn write_status(
         .patch_status(attachment, &progress.status)
         .await?;
     if let Some(transition) = conditions::transition(&baseline, &progress.status.conditions) {
+        let name = attachment.name_any();
         if transition.warning {
-            warn!(attachment = %attachment.name_any(), reason = %transition.reason, message = %transition.note, "not ready");
+            warn!(attachment = %name, reason = %transition.reason, message = %transition.note, "not ready");
         } else {
-            info!(attachment = %attachment.name_any(), reason = %transition.reason, message = %transition.note, "condition changed");
+            info!(attachment = %name, reason = %transition.reason, message = %transition.note, "condition changed");
         }
         let notice = Notice {
             warning: transition.warning,
@@ -336,25 +414,28 @@ async fn write_status(
         };
         if let Err(error) = ctx.cluster.publish(attachment, &notice).await {
             // An event is best effort; the condition already carries the information.
-            warn!(attachment = %attachment.name_any(), %error, "could not publish event");
+            warn!(attachment = %name, %error, "could not publish event");
         }
     }
     Ok(())
 }
 
+/// Reports a failure and picks the next attempt by its class. `after_read` says the failure came
+/// from re-reading Azure (not from a write), so a grant already confirmed for this generation is
+/// still in place and Ready may stay True.
 async fn finish_failure(
     attachment: &RegistryAttachment,
     ctx: &Context,
     mut progress: Progress,
     failure: Failure,
-) -> Result<(Action, &'static str), ReconcileError> {
+    after_read: bool,
+) -> Finished {
     let name = attachment.name_any();
-    let failure = match failure.reason {
-        reasons::PRINCIPAL_NOT_REPLICATED => {
-            let missing_for = ctx.principal_failure_age(&name);
-            escalate_principal_not_found(failure, missing_for, ctx.settings.principal_grace)
-        }
-        _ => failure,
+    let failure = if failure.reason == reasons::PRINCIPAL_NOT_REPLICATED {
+        let missing_for = ctx.principal_failure_age(&name);
+        escalate_principal_not_found(failure, missing_for, ctx.settings.principal_grace)
+    } else {
+        failure
     };
     let confirmed_for_this_generation = attachment.status.as_ref().is_some_and(|status| {
         status.observed_generation == attachment.metadata.generation
@@ -363,28 +444,28 @@ async fn finish_failure(
                 .iter()
                 .any(|c| c.type_ == conditions::READY && c.status == "True")
     });
-    let outcome = Outcome::from_failure(&failure, confirmed_for_this_generation);
-    tracing::debug!(attachment = %name, reason = failure.reason, message = %failure.message, "reconcile did not complete");
+    let outcome = Outcome::from_failure(&failure, after_read && confirmed_for_this_generation);
+    debug!(attachment = %name, reason = failure.reason, message = %failure.message, "reconcile did not complete");
     write_status(attachment, ctx, &mut progress, &outcome, "Attach").await?;
-    let action = match failure.class {
-        ErrorClass::RetrySoon => Action::requeue(ctx.next_backoff(&name, failure.retry_after)),
-        ErrorClass::NeedsHuman => Action::requeue(ctx.settings.stalled_retry),
-        ErrorClass::Permanent => Action::await_change(),
+    let next = match failure.class {
+        ErrorClass::RetrySoon => Next::Requeue(ctx.next_backoff(&name, failure.retry_after)),
+        ErrorClass::NeedsHuman => Next::Requeue(ctx.settings.stalled_retry),
+        ErrorClass::Permanent => Next::AwaitChange,
     };
-    Ok((action, outcome.label()))
+    Ok((next, outcome.label()))
 }
 
-async fn detach(
-    attachment: &RegistryAttachment,
-    ctx: &Context,
-) -> Result<(Action, &'static str), ReconcileError> {
+async fn detach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
     if !attachment.has_finalizer() {
-        return Ok((Action::await_change(), "detached"));
+        return Ok((Next::AwaitChange, "detached"));
     }
     let name = attachment.name_any();
-    let others = ctx.cluster.attachments();
-    let claims = claims_of_others(&name, others.iter().map(Arc::as_ref));
-    let assignment_ids = match plan_cleanup(attachment, &claims) {
+    // A deleting attachment relies on nothing any more.
+    ctx.drop_claims(&name);
+    let status = attachment.status.clone().unwrap_or_default();
+    let _locks = ctx.lock_registries(owned_registry_keys(&status)).await;
+    let claims = ctx.claims_of_others(&name);
+    let assignment_ids = match plan_cleanup(attachment, &ctx.settings.owner, &claims) {
         CleanupPlan::Release { why } => return release(attachment, ctx, &why).await,
         CleanupPlan::Delete { assignment_ids } => assignment_ids,
     };
@@ -415,7 +496,7 @@ async fn detach(
                     ErrorClass::RetrySoon => ctx.next_backoff(&name, failure.retry_after),
                     _ => ctx.settings.stalled_retry,
                 };
-                return Ok((Action::requeue(delay), outcome.label()));
+                return Ok((Next::Requeue(delay), outcome.label()));
             }
         }
     }
@@ -427,23 +508,20 @@ async fn detach(
     .await
 }
 
-async fn release(
-    attachment: &RegistryAttachment,
-    ctx: &Context,
-    why: &str,
-) -> Result<(Action, &'static str), ReconcileError> {
+async fn release(attachment: &RegistryAttachment, ctx: &Context, why: &str) -> Finished {
+    let name = attachment.name_any();
     let notice = Notice {
         warning: false,
-        reason: "Detached".to_string(),
+        reason: reasons::DETACHED.to_string(),
         note: why.to_string(),
         action: "Detach",
     };
     if let Err(error) = ctx.cluster.publish(attachment, &notice).await {
-        warn!(attachment = %attachment.name_any(), %error, "could not publish event");
+        warn!(attachment = %name, %error, "could not publish event");
     }
     ctx.cluster.remove_finalizer(attachment).await?;
-    ctx.reset_backoff(&attachment.name_any());
-    ctx.forget_principal_failure(&attachment.name_any());
-    info!(attachment = %attachment.name_any(), %why, "released");
-    Ok((Action::await_change(), "detached"))
+    ctx.reset_backoff(&name);
+    ctx.forget_principal_failure(&name);
+    info!(attachment = %name, %why, "released");
+    Ok((Next::AwaitChange, "detached"))
 }

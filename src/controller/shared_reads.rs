@@ -1,18 +1,26 @@
 //! Azure reads shared across attachments: one registry GET and one role-assignment LIST per
 //! distinct registry per resync window, and one kubelet-identity read per window for the whole
 //! operator. Our own writes update the cached list, so the cache stays true without re-reading.
-//! Concurrent reconciles of attachments on one registry wait for a single fetch.
+//! Concurrent reconciles of attachments on one registry wait for a single fetch, and a failed
+//! read is shared for a short while too, so a missing registry or a throttled subscription costs
+//! one request per round, not one per attachment.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use tokio::sync::Mutex as AsyncMutex;
 
+use crate::azure::error::Failure;
 use crate::azure::{ArmError, AzureApi, Registry, RoleAssignment};
 use crate::controller::clock::Clock;
 use crate::model::{ClusterId, RegistryId};
+
+/// How long a failed read is reused before the next attempt reaches ARM (at least; ARM's
+/// Retry-After wins when longer).
+const FAILURE_REUSE: Duration = Duration::from_secs(5);
 
 /// What one registry looked like at one moment.
 #[derive(Clone, Debug)]
@@ -24,17 +32,17 @@ pub struct RegistrySnapshot {
     pub expires_at: Instant,
 }
 
-#[derive(Clone, Debug)]
-struct KubeletEntry {
-    object_id: Option<String>,
-    expires_at: Instant,
+enum Slot<T> {
+    Empty,
+    Fresh { value: T, expires_at: Instant },
+    Failed { failure: Failure, until: Instant },
 }
 
 pub struct SharedReads {
     window: Duration,
     clock: Arc<dyn Clock>,
-    registries: Mutex<HashMap<String, Arc<AsyncMutex<Option<RegistrySnapshot>>>>>,
-    kubelet: AsyncMutex<Option<KubeletEntry>>,
+    registries: Mutex<HashMap<String, Arc<AsyncMutex<Slot<RegistrySnapshot>>>>>,
+    kubelet: AsyncMutex<Slot<Option<String>>>,
 }
 
 impl SharedReads {
@@ -43,19 +51,60 @@ impl SharedReads {
             window,
             clock,
             registries: Mutex::new(HashMap::new()),
-            kubelet: AsyncMutex::new(None),
+            kubelet: AsyncMutex::new(Slot::Empty),
         }
     }
 
     /// Up to +10% per fetch, so registries fetched together drift apart instead of hitting ARM in
     /// bursts every window.
-    fn expiry(&self, now: Instant) -> Instant {
-        now + self.window.mul_f64(1.0 + fastrand::f64() * 0.1)
+    fn expiry(&self) -> Instant {
+        self.clock.now() + self.window.mul_f64(1.0 + fastrand::f64() * 0.1)
     }
 
-    fn slot(&self, registry: &RegistryId) -> Arc<AsyncMutex<Option<RegistrySnapshot>>> {
+    fn slot(&self, registry: &RegistryId) -> Arc<AsyncMutex<Slot<RegistrySnapshot>>> {
         let mut slots = self.registries.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(registry.key()).or_default().clone()
+        slots
+            .entry(registry.key())
+            .or_insert_with(|| Arc::new(AsyncMutex::new(Slot::Empty)))
+            .clone()
+    }
+
+    /// Returns the cached value or failure, or runs `fetch` and caches what it gives.
+    async fn read_through<T: Clone, F>(
+        &self,
+        slot: &mut Slot<T>,
+        fetch: impl FnOnce() -> F,
+        stamp: impl FnOnce(T, Instant) -> T,
+    ) -> Result<T, Failure>
+    where
+        F: Future<Output = Result<T, ArmError>>,
+    {
+        let now = self.clock.now();
+        match slot {
+            Slot::Fresh { value, expires_at } if *expires_at > now => return Ok(value.clone()),
+            Slot::Failed { failure, until } if *until > now => return Err(failure.clone()),
+            _ => {}
+        }
+        match fetch().await {
+            Ok(value) => {
+                let expires_at = self.expiry();
+                let value = stamp(value, expires_at);
+                *slot = Slot::Fresh {
+                    value: value.clone(),
+                    expires_at,
+                };
+                Ok(value)
+            }
+            Err(error) => {
+                let failure = error.classify();
+                let reuse = failure.retry_after.unwrap_or_default().max(FAILURE_REUSE);
+                *slot = Slot::Failed {
+                    failure: failure.clone(),
+                    until: self.clock.now() + reuse,
+                };
+                Err(failure)
+            }
+        }
     }
 
     /// The registry and its role assignments, fetched at most once per window.
@@ -63,48 +112,55 @@ impl SharedReads {
         &self,
         registry: &RegistryId,
         azure: &dyn AzureApi,
-    ) -> Result<RegistrySnapshot, ArmError> {
+    ) -> Result<RegistrySnapshot, Failure> {
         let slot = self.slot(registry);
         let mut cached = slot.lock().await;
-        let now = self.clock.now();
-        if let Some(snapshot) = cached.as_ref().filter(|s| s.expires_at > now) {
-            return Ok(snapshot.clone());
-        }
-        let fetched = azure.get_registry(registry).await?;
-        let assignments = azure.list_role_assignments(registry).await?;
-        let snapshot = RegistrySnapshot {
-            registry: fetched,
-            assignments,
-            fetched_at: self.clock.wall(),
-            expires_at: self.expiry(self.clock.now()),
-        };
-        *cached = Some(snapshot.clone());
-        Ok(snapshot)
+        let fetched_at = self.clock.wall();
+        self.read_through(
+            &mut cached,
+            || async {
+                let fetched = azure.get_registry(registry).await?;
+                let assignments = azure.list_role_assignments(registry).await?;
+                Ok(RegistrySnapshot {
+                    registry: fetched,
+                    assignments,
+                    fetched_at,
+                    expires_at: Instant::now(),
+                })
+            },
+            |snapshot, expires_at| RegistrySnapshot {
+                expires_at,
+                ..snapshot
+            },
+        )
+        .await
     }
 
-    /// Re-lists assignments now (after a 409 says ours is not the only view of the truth).
+    /// Re-lists assignments now (after a 409 says the cached list missed one).
     pub async fn relist(
         &self,
         registry: &RegistryId,
         azure: &dyn AzureApi,
-    ) -> Result<Vec<RoleAssignment>, ArmError> {
+    ) -> Result<Vec<RoleAssignment>, Failure> {
         let slot = self.slot(registry);
         let mut cached = slot.lock().await;
-        let assignments = azure.list_role_assignments(registry).await?;
-        if let Some(snapshot) = cached.as_mut() {
-            snapshot.assignments = assignments.clone();
+        let assignments = azure
+            .list_role_assignments(registry)
+            .await
+            .map_err(|error| error.classify())?;
+        if let Slot::Fresh { value, .. } = &mut *cached {
+            value.assignments = assignments.clone();
         }
         Ok(assignments)
     }
 
     pub async fn record_created(&self, registry: &RegistryId, assignment: RoleAssignment) {
         let slot = self.slot(registry);
-        let mut cached = slot.lock().await;
-        if let Some(snapshot) = cached.as_mut() {
-            snapshot
+        if let Slot::Fresh { value, .. } = &mut *slot.lock().await {
+            value
                 .assignments
                 .retain(|existing| !existing.id.eq_ignore_ascii_case(&assignment.id));
-            snapshot.assignments.push(assignment);
+            value.assignments.push(assignment);
         }
     }
 
@@ -114,8 +170,8 @@ impl SharedReads {
             slots.values().cloned().collect()
         };
         for slot in slots {
-            if let Some(snapshot) = slot.lock().await.as_mut() {
-                snapshot
+            if let Slot::Fresh { value, .. } = &mut *slot.lock().await {
+                value
                     .assignments
                     .retain(|existing| !existing.id.eq_ignore_ascii_case(assignment_id));
             }
@@ -127,17 +183,13 @@ impl SharedReads {
         &self,
         cluster: &ClusterId,
         azure: &dyn AzureApi,
-    ) -> Result<Option<String>, ArmError> {
+    ) -> Result<Option<String>, Failure> {
         let mut cached = self.kubelet.lock().await;
-        let now = self.clock.now();
-        if let Some(entry) = cached.as_ref().filter(|e| e.expires_at > now) {
-            return Ok(entry.object_id.clone());
-        }
-        let object_id = azure.get_kubelet_identity(cluster).await?;
-        *cached = Some(KubeletEntry {
-            object_id: object_id.clone(),
-            expires_at: self.expiry(self.clock.now()),
-        });
-        Ok(object_id)
+        self.read_through(
+            &mut cached,
+            || azure.get_kubelet_identity(cluster),
+            |object_id, _| object_id,
+        )
+        .await
     }
 }

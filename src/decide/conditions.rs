@@ -152,7 +152,7 @@ pub fn next_conditions(
         }
         Outcome::Stalled { reason, message } => vec![
             make(READY, false, reason, message),
-            make(RECONCILING, false, reason, ""),
+            make(RECONCILING, false, reasons::RECONCILED, ""),
             make(STALLED, true, reason, message),
         ],
     }

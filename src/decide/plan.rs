@@ -1,30 +1,52 @@
 //! What to do in Azure, decided from plain data: which role to use for a registry's mode, whether
-//! the grant exists (ours or someone else's), what to create, what stale assignment of ours to
-//! retire, and what to delete on detach. Never plans to delete an assignment whose name is not the
-//! one acr-attach derives, so nothing the operator did not create can be deleted.
+//! the grant exists (ours or someone else's), what to create, which stale assignments of ours to
+//! retire, and what to delete on detach. Deletions are only ever planned for names acr-attach
+//! derives itself (from its owner id and an owned-assignment record), so nothing the operator did
+//! not create can be deleted — not even through a tampered status.
 
 use std::collections::HashSet;
 
 use crate::azure::RoleAssignment;
-use crate::crd::{AssignmentStatus, DeletionPolicy, Ownership, RegistryAttachment};
+use crate::crd::{DeletionPolicy, OwnedAssignment, Ownership, RegistryAttachment};
 use crate::decide::reasons;
 use crate::decide::validate::RequestedRole;
-use crate::model::{PermissionsMode, PrincipalId, PullRole, RegistryId, RoleAssignmentName};
+use crate::model::{
+    OwnerId, PermissionsMode, PrincipalId, PullRole, RegistryId, RoleAssignmentName,
+};
 
-/// The grant that should exist.
+/// The grant that should exist, and who owns the assignment that provides it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Intent {
     pub registry: RegistryId,
     pub principal: PrincipalId,
     pub role: PullRole,
+    pub owner: OwnerId,
 }
 
 impl Intent {
     pub fn name(&self) -> RoleAssignmentName {
-        RoleAssignmentName::derive(&self.registry, &self.principal, self.role)
+        RoleAssignmentName::derive(&self.registry, &self.principal, self.role, &self.owner)
     }
     pub fn assignment_id(&self) -> String {
         self.name().id_at(&self.registry)
+    }
+    /// The status record that lets a later reconcile (or a restarted operator) find it.
+    pub fn record(&self) -> OwnedAssignment {
+        OwnedAssignment {
+            registry_id: self.registry.to_string(),
+            principal_id: self.principal.to_string(),
+            role: self.role.short_name().to_string(),
+        }
+    }
+    /// The intent an owned-assignment record describes; `None` for a record that does not parse
+    /// (it then never leads to a deletion).
+    pub fn from_record(record: &OwnedAssignment, owner: &OwnerId) -> Option<Intent> {
+        Some(Intent {
+            registry: RegistryId::parse(&record.registry_id).ok()?,
+            principal: PrincipalId::parse(&record.principal_id).ok()?,
+            role: PullRole::from_short_name(&record.role)?,
+            owner: owner.clone(),
+        })
     }
 }
 
@@ -79,15 +101,19 @@ pub enum Ensure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApplyPlan {
     pub ensure: Ensure,
-    /// An assignment we created earlier for another principal, role or registry; deleted only
-    /// after the new grant exists, so pulls never lose access in between.
-    pub retire: Option<String>,
+    /// Assignments we created earlier for another principal, role or registry, with the records
+    /// that name them; deleted only after the new grant exists, so pulls never lose access.
+    pub retire: Vec<(OwnedAssignment, String)>,
+}
+
+fn lower(ids: &HashSet<String>, id: &str) -> bool {
+    ids.contains(&id.to_ascii_lowercase())
 }
 
 pub fn plan_apply(
     intent: &Intent,
     observed: &[RoleAssignment],
-    previous: Option<&AssignmentStatus>,
+    owned: &[OwnedAssignment],
     claimed_by_others: &HashSet<String>,
 ) -> ApplyPlan {
     let ours = intent.name();
@@ -108,50 +134,20 @@ pub fn plan_apply(
     } else {
         Ensure::Create { name: ours.clone() }
     };
-
-    let retire = previous
-        .filter(|previous| previous.ownership == Ownership::Created)
-        .and_then(created_assignment_id)
-        .filter(|id| !id.eq_ignore_ascii_case(&intent.assignment_id()))
-        .filter(|id| !claimed_by_others.contains(&id.to_ascii_lowercase()));
+    let current = intent.assignment_id();
+    let retire = owned
+        .iter()
+        .filter_map(|record| {
+            let id = Intent::from_record(record, &intent.owner)?.assignment_id();
+            let keep = id.eq_ignore_ascii_case(&current) || lower(claimed_by_others, &id);
+            (!keep).then(|| (record.clone(), id))
+        })
+        .collect();
     ApplyPlan { ensure, retire }
 }
 
-/// The id of an assignment recorded in status, if and only if its name is the one acr-attach
-/// derives for its own registry, principal and role: proof that we made it.
-fn created_assignment_id(record: &AssignmentStatus) -> Option<String> {
-    let (scope, name) = record
-        .id
-        .rsplit_once("/providers/Microsoft.Authorization/roleAssignments/")
-        .or_else(|| {
-            // ARM ids may come back in any case.
-            let lower = record.id.to_ascii_lowercase();
-            let at = lower.rfind("/providers/microsoft.authorization/roleassignments/")?;
-            Some((
-                &record.id[..at],
-                &record.id[at + "/providers/microsoft.authorization/roleassignments/".len()..],
-            ))
-        })?;
-    let intent = Intent {
-        registry: RegistryId::parse(scope).ok()?,
-        principal: PrincipalId::parse(&record.principal_id).ok()?,
-        role: PullRole::from_short_name(&record.role)?,
-    };
-    (intent.name().as_str().eq_ignore_ascii_case(name)).then(|| intent.assignment_id())
-}
-
-/// The intent recorded in an attachment's status (written before any PUT).
-pub fn recorded_intent(attachment: &RegistryAttachment) -> Option<Intent> {
-    let status = attachment.status.as_ref()?;
-    Some(Intent {
-        registry: RegistryId::parse(&status.registry.as_ref()?.id).ok()?,
-        principal: PrincipalId::parse(&status.principal.as_ref()?.object_id).ok()?,
-        role: PullRole::from_short_name(status.role.as_deref()?)?,
-    })
-}
-
-/// Lower-cased ids of the assignments that live attachments other than `myself` rely on; those
-/// are never retired or deleted on `myself`'s behalf.
+/// Lower-cased ids of the assignments that live attachments other than `myself` currently rely
+/// on (their recorded grant); those are never retired or deleted on `myself`'s behalf.
 pub fn claims_of_others<'a>(
     myself: &str,
     attachments: impl IntoIterator<Item = &'a RegistryAttachment>,
@@ -159,16 +155,8 @@ pub fn claims_of_others<'a>(
     attachments
         .into_iter()
         .filter(|other| other.metadata.name.as_deref() != Some(myself) && !other.is_deleting())
-        .flat_map(|other| {
-            let recorded = other
-                .status
-                .as_ref()
-                .and_then(|status| status.assignment.as_ref())
-                .map(|assignment| assignment.id.clone());
-            let intended = recorded_intent(other).map(|intent| intent.assignment_id());
-            recorded.into_iter().chain(intended)
-        })
-        .map(|id| id.to_ascii_lowercase())
+        .filter_map(|other| other.status.as_ref()?.assignment.as_ref())
+        .map(|assignment| assignment.id.to_ascii_lowercase())
         .collect()
 }
 
@@ -182,6 +170,7 @@ pub enum CleanupPlan {
 
 pub fn plan_cleanup(
     attachment: &RegistryAttachment,
+    owner: &OwnerId,
     claimed_by_others: &HashSet<String>,
 ) -> CleanupPlan {
     if attachment.skip_cleanup() {
@@ -197,36 +186,26 @@ pub fn plan_cleanup(
             why: "deletionPolicy is Orphan: the role assignment stays in Azure".to_string(),
         };
     }
-    let recorded = attachment
+    let mut candidates: Vec<String> = attachment
         .status
-        .as_ref()
-        .and_then(|status| status.assignment.as_ref());
-    let adopted_intent = recorded.is_some_and(|record| record.ownership == Ownership::Adopted);
-    let mut candidates: Vec<String> = recorded
-        .filter(|record| record.ownership == Ownership::Created)
-        .and_then(created_assignment_id)
-        .into_iter()
+        .iter()
+        .flat_map(|status| status.owned_assignments.iter())
+        .filter_map(|record| Intent::from_record(record, owner))
+        .map(|intent| intent.assignment_id())
         .collect();
-    if let Some(intent) = recorded_intent(attachment) {
-        let adopted_same = adopted_intent
-            && recorded.is_some_and(|record| {
-                record
-                    .principal_id
-                    .eq_ignore_ascii_case(intent.principal.as_str())
-                    && record.role == intent.role.short_name()
-            });
-        if !adopted_same {
-            candidates.push(intent.assignment_id());
-        }
-    }
     let mut seen = HashSet::new();
     candidates.retain(|id| seen.insert(id.to_ascii_lowercase()));
     let before = candidates.len();
-    candidates.retain(|id| !claimed_by_others.contains(&id.to_ascii_lowercase()));
+    candidates.retain(|id| !lower(claimed_by_others, id));
     if candidates.is_empty() {
+        let adopted = attachment
+            .status
+            .as_ref()
+            .and_then(|status| status.assignment.as_ref())
+            .is_some_and(|assignment| assignment.ownership == Ownership::Adopted);
         let why = if before > 0 {
             "another RegistryAttachment still needs the role assignment: kept it".to_string()
-        } else if adopted_intent {
+        } else if adopted {
             "the role assignment was adopted, not created, by acr-attach: kept it".to_string()
         } else {
             "acr-attach created no role assignment for this attachment".to_string()
@@ -242,19 +221,24 @@ pub fn plan_cleanup(
 mod tests {
     use super::*;
     use crate::crd::{
-        RegistryAttachmentSpec, RegistryAttachmentStatus, RegistryReference, ResolvedPrincipal,
-        ResolvedRegistry, RoleChoice,
+        AssignmentStatus, RegistryAttachmentSpec, RegistryAttachmentStatus, RegistryReference,
+        RoleChoice,
     };
 
     const REGISTRY: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/shared";
     const KUBELET: &str = "11111111-1111-1111-1111-111111111111";
     const NEW_KUBELET: &str = "22222222-2222-2222-2222-222222222222";
 
+    fn owner() -> OwnerId {
+        OwnerId::new("cluster-a")
+    }
+
     fn intent(principal: &str, role: PullRole) -> Intent {
         Intent {
             registry: RegistryId::parse(REGISTRY).unwrap(),
             principal: PrincipalId::parse(principal).unwrap(),
             role,
+            owner: owner(),
         }
     }
 
@@ -273,16 +257,11 @@ mod tests {
         }
     }
 
-    fn record(of: &Intent, ownership: Ownership) -> AssignmentStatus {
-        AssignmentStatus {
-            id: of.assignment_id(),
-            principal_id: of.principal.to_string(),
-            role: of.role.short_name().to_string(),
-            ownership,
-        }
-    }
-
-    fn attachment(name: &str, recorded: Option<(&Intent, Ownership)>) -> RegistryAttachment {
+    fn attachment(
+        name: &str,
+        grant: Option<(&Intent, Ownership)>,
+        owned: &[&Intent],
+    ) -> RegistryAttachment {
         let mut ra = RegistryAttachment::new(
             name,
             RegistryAttachmentSpec {
@@ -294,22 +273,16 @@ mod tests {
                 deletion_policy: DeletionPolicy::Delete,
             },
         );
-        if let Some((intent, ownership)) = recorded {
-            ra.status = Some(RegistryAttachmentStatus {
-                registry: Some(ResolvedRegistry {
-                    id: REGISTRY.to_string(),
-                    login_server: None,
-                    permissions_mode: None,
-                }),
-                principal: Some(ResolvedPrincipal {
-                    object_id: intent.principal.to_string(),
-                    source: "Spec".to_string(),
-                }),
-                role: Some(intent.role.short_name().to_string()),
-                assignment: Some(record(intent, ownership)),
-                ..Default::default()
-            });
-        }
+        ra.status = Some(RegistryAttachmentStatus {
+            assignment: grant.map(|(intent, ownership)| AssignmentStatus {
+                id: intent.assignment_id(),
+                principal_id: intent.principal.to_string(),
+                role: intent.role.short_name().to_string(),
+                ownership,
+            }),
+            owned_assignments: owned.iter().map(|intent| intent.record()).collect(),
+            ..Default::default()
+        });
         ra
     }
 
@@ -339,9 +312,9 @@ mod tests {
     #[test]
     fn missing_grant_is_created_under_the_derived_name() {
         let want = intent(KUBELET, PullRole::AcrPull);
-        let plan = plan_apply(&want, &[], None, &HashSet::new());
+        let plan = plan_apply(&want, &[], &[], &HashSet::new());
         assert_eq!(plan.ensure, Ensure::Create { name: want.name() });
-        assert_eq!(plan.retire, None);
+        assert!(plan.retire.is_empty());
     }
 
     #[test]
@@ -352,7 +325,7 @@ mod tests {
             KUBELET,
             PullRole::AcrPull,
         );
-        let plan = plan_apply(&want, std::slice::from_ref(&foreign), None, &HashSet::new());
+        let plan = plan_apply(&want, std::slice::from_ref(&foreign), &[], &HashSet::new());
         assert_eq!(
             plan.ensure,
             Ensure::Present {
@@ -360,6 +333,25 @@ mod tests {
                 ownership: Ownership::Adopted
             }
         );
+    }
+
+    #[test]
+    fn another_clusters_assignment_is_adopted_not_claimed() {
+        // Same registry, principal and role, made by acr-attach in another cluster.
+        let want = intent(KUBELET, PullRole::AcrPull);
+        let theirs = Intent {
+            owner: OwnerId::new("cluster-b"),
+            ..want.clone()
+        };
+        let observed = assignment(theirs.name().as_str(), KUBELET, PullRole::AcrPull);
+        let plan = plan_apply(&want, &[observed], &[], &HashSet::new());
+        assert!(matches!(
+            plan.ensure,
+            Ensure::Present {
+                ownership: Ownership::Adopted,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -376,78 +368,71 @@ mod tests {
             KUBELET,
             PullRole::RepositoryReader,
         );
-        let plan = plan_apply(&want, &[conditioned, other_role], None, &HashSet::new());
+        let plan = plan_apply(&want, &[conditioned, other_role], &[], &HashSet::new());
         assert!(matches!(plan.ensure, Ensure::Create { .. }));
     }
 
     #[test]
-    fn a_changed_principal_retires_our_old_assignment_after_the_new_one() {
+    fn owned_assignments_for_old_principals_or_roles_are_retired() {
         let old = intent(KUBELET, PullRole::AcrPull);
         let new = intent(NEW_KUBELET, PullRole::AcrPull);
-        let plan = plan_apply(
-            &new,
-            &[],
-            Some(&record(&old, Ownership::Created)),
-            &HashSet::new(),
-        );
+        let plan = plan_apply(&new, &[], &[old.record(), new.record()], &HashSet::new());
         assert!(matches!(plan.ensure, Ensure::Create { .. }));
-        assert_eq!(plan.retire, Some(old.assignment_id()));
+        assert_eq!(plan.retire, vec![(old.record(), old.assignment_id())]);
     }
 
     #[test]
-    fn adopted_or_shared_or_unrecognised_assignments_are_never_retired() {
+    fn shared_or_unparseable_records_are_never_retired() {
         let old = intent(KUBELET, PullRole::AcrPull);
         let new = intent(KUBELET, PullRole::RepositoryReader);
-        let adopted = plan_apply(
-            &new,
-            &[],
-            Some(&record(&old, Ownership::Adopted)),
-            &HashSet::new(),
-        );
-        assert_eq!(adopted.retire, None);
         let claimed: HashSet<String> = [old.assignment_id().to_ascii_lowercase()].into();
-        let shared = plan_apply(&new, &[], Some(&record(&old, Ownership::Created)), &claimed);
-        assert_eq!(shared.retire, None);
-        let mut forged = record(&old, Ownership::Created);
-        forged.id = format!(
-            "{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/aaaaaaaa-0000-0000-0000-000000000000"
+        assert!(
+            plan_apply(&new, &[], &[old.record()], &claimed)
+                .retire
+                .is_empty()
         );
-        let unrecognised = plan_apply(&new, &[], Some(&forged), &HashSet::new());
-        assert_eq!(unrecognised.retire, None);
+        let mut garbage = old.record();
+        garbage.registry_id = "/subscriptions/x".to_string();
+        assert!(
+            plan_apply(&new, &[], &[garbage], &HashSet::new())
+                .retire
+                .is_empty()
+        );
     }
 
     #[test]
     fn cleanup_deletes_only_what_we_created_and_nobody_else_needs() {
         let grant = intent(KUBELET, PullRole::AcrPull);
-        let created = attachment("a", Some((&grant, Ownership::Created)));
+        let created = attachment("a", Some((&grant, Ownership::Created)), &[&grant]);
         assert_eq!(
-            plan_cleanup(&created, &HashSet::new()),
+            plan_cleanup(&created, &owner(), &HashSet::new()),
             CleanupPlan::Delete {
                 assignment_ids: vec![grant.assignment_id()]
             }
         );
-        let adopted = attachment("a", Some((&grant, Ownership::Adopted)));
+        let adopted = attachment("a", Some((&grant, Ownership::Adopted)), &[]);
         assert!(matches!(
-            plan_cleanup(&adopted, &HashSet::new()),
-            CleanupPlan::Release { .. }
+            plan_cleanup(&adopted, &owner(), &HashSet::new()),
+            CleanupPlan::Release { why } if why.contains("adopted")
         ));
-        let other = attachment("b", Some((&grant, Ownership::Created)));
+        let other = attachment("b", Some((&grant, Ownership::Created)), &[&grant]);
         let claims = claims_of_others("a", [&created, &other]);
-        assert!(
-            matches!(plan_cleanup(&created, &claims), CleanupPlan::Release { why } if why.contains("another"))
-        );
+        assert!(matches!(
+            plan_cleanup(&created, &owner(), &claims),
+            CleanupPlan::Release { why } if why.contains("another")
+        ));
     }
 
     #[test]
     fn cleanup_honours_orphan_and_the_skip_annotation() {
         let grant = intent(KUBELET, PullRole::AcrPull);
-        let mut orphan = attachment("a", Some((&grant, Ownership::Created)));
+        let mut orphan = attachment("a", Some((&grant, Ownership::Created)), &[&grant]);
         orphan.spec.deletion_policy = DeletionPolicy::Orphan;
         assert!(matches!(
-            plan_cleanup(&orphan, &HashSet::new()),
+            plan_cleanup(&orphan, &owner(), &HashSet::new()),
             CleanupPlan::Release { .. }
         ));
-        let mut skipped = attachment("a", Some((&grant, Ownership::Created)));
+        let mut skipped = attachment("a", Some((&grant, Ownership::Created)), &[&grant]);
         skipped.metadata.annotations = Some(
             [(
                 crate::crd::SKIP_CLEANUP_ANNOTATION.to_string(),
@@ -456,24 +441,35 @@ mod tests {
             .into(),
         );
         assert!(matches!(
-            plan_cleanup(&skipped, &HashSet::new()),
+            plan_cleanup(&skipped, &owner(), &HashSet::new()),
             CleanupPlan::Release { .. }
         ));
     }
 
     #[test]
-    fn cleanup_after_a_crash_before_the_status_write_still_finds_our_assignment() {
-        // Intent recorded, assignment never recorded: the derived name is still ours to delete.
+    fn cleanup_after_a_crash_before_the_grant_was_recorded_still_finds_our_assignment() {
         let grant = intent(KUBELET, PullRole::AcrPull);
-        let mut crashed = attachment("a", Some((&grant, Ownership::Created)));
-        if let Some(status) = crashed.status.as_mut() {
-            status.assignment = None;
-        }
+        let crashed = attachment("a", None, &[&grant]);
         assert_eq!(
-            plan_cleanup(&crashed, &HashSet::new()),
+            plan_cleanup(&crashed, &owner(), &HashSet::new()),
             CleanupPlan::Delete {
                 assignment_ids: vec![grant.assignment_id()]
             }
         );
+    }
+
+    #[test]
+    fn a_tampered_record_can_only_name_our_own_derived_assignments() {
+        // Whatever a status writer puts in a record, the id planned for deletion is derived.
+        let grant = intent(KUBELET, PullRole::AcrPull);
+        let mut tampered = attachment("a", None, &[&grant]);
+        if let Some(status) = tampered.status.as_mut() {
+            status.owned_assignments[0].registry_id =
+                format!("{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/foreign");
+        }
+        assert!(matches!(
+            plan_cleanup(&tampered, &owner(), &HashSet::new()),
+            CleanupPlan::Release { .. }
+        ));
     }
 }

@@ -7,6 +7,8 @@ pub const ATTACHED: &str = "Attached";
 pub const ATTACHING: &str = "Attaching";
 /// Deletion in progress.
 pub const DETACHING: &str = "Detaching";
+/// Event: the finalizer was released (after deleting our assignment, or leaving Azure alone).
+pub const DETACHED: &str = "Detached";
 
 // Transient: retried with backoff, Reconciling=True.
 pub const AZURE_THROTTLED: &str = "AzureThrottled";
@@ -27,6 +29,8 @@ pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
 pub const PRINCIPAL_NOT_FOUND: &str = "PrincipalNotFound";
 pub const ROLE_ASSIGNMENT_LIMIT: &str = "RoleAssignmentLimitExceeded";
 pub const AZURE_REQUEST_REJECTED: &str = "AzureRequestRejected";
+/// A management lock on the registry or its resource group blocks role assignment changes.
+pub const SCOPE_LOCKED: &str = "ScopeLocked";
 pub const DETACH_BLOCKED: &str = "DetachBlocked";
 
 // Normal (False) states of Reconciling and Stalled.

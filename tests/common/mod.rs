@@ -14,7 +14,7 @@ use std::time::Duration;
 use acr_attach::azure::credential::{AzureSettings, Cloud, CredentialKind};
 use acr_attach::controller::clock::ManualClock;
 use acr_attach::controller::cluster::{ClusterApi, Notice, finalizer_patch, status_patch};
-use acr_attach::controller::reconcile::{ReconcileError, reconcile};
+use acr_attach::controller::reconcile::{Next, ReconcileError, reconcile_once};
 use acr_attach::controller::{Context, KubeletIdentity, Settings};
 use acr_attach::crd::{
     Condition, PrincipalReference, RegistryAttachment, RegistryAttachmentSpec, RegistryReference,
@@ -24,7 +24,6 @@ use acr_attach::decide::status_patch::apply_merge_patch;
 use acr_attach::metrics::Metrics;
 use arm_emulator::{ArmEmulator, TenantConfig};
 use async_trait::async_trait;
-use kube::runtime::controller::Action;
 use serde_json::Value;
 
 pub const SUB: &str = arm_emulator::DEFAULT_SUBSCRIPTION_ID;
@@ -106,6 +105,8 @@ pub struct FakeCluster {
     pub status_writes: AtomicUsize,
     /// Status writes to fail, counting from the next one (simulates a crash or API outage).
     fail_status_write_number: Mutex<Option<usize>>,
+    /// What `attachments()` returns while frozen: a watch cache that lags behind the server.
+    frozen_view: Mutex<Option<Vec<RegistryAttachment>>>,
 }
 
 fn conflict() -> kube::Error {
@@ -180,6 +181,12 @@ impl FakeCluster {
 
     pub fn names(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// From now on the operator's view of all attachments stays as it is (a lagging watch cache).
+    pub fn freeze_view(&self) {
+        let now: Vec<_> = self.objects.lock().unwrap().values().cloned().collect();
+        *self.frozen_view.lock().unwrap() = Some(now);
     }
 
     pub fn fail_status_write(&self, nth_from_now: usize) {
@@ -284,6 +291,9 @@ impl ClusterApi for FakeCluster {
     }
 
     fn attachments(&self) -> Vec<Arc<RegistryAttachment>> {
+        if let Some(view) = self.frozen_view.lock().unwrap().as_ref() {
+            return view.iter().cloned().map(Arc::new).collect();
+        }
         self.objects
             .lock()
             .unwrap()
@@ -294,6 +304,7 @@ impl ClusterApi for FakeCluster {
     }
 }
 
+#[derive(Clone, Copy)]
 pub enum Login {
     ClientSecret,
     WorkloadIdentity,
@@ -322,7 +333,7 @@ fn scratch_file(stem: &str, contents: &str) -> PathBuf {
 
 impl Harness {
     pub async fn start(tenant: TenantConfig, kubelet: KubeletIdentity) -> Self {
-        Self::start_with(tenant, Settings::new(kubelet), Login::ClientSecret).await
+        Self::start_with(tenant, settings(kubelet), Login::ClientSecret).await
     }
 
     pub async fn start_with(tenant: TenantConfig, settings: Settings, login: Login) -> Self {
@@ -358,21 +369,51 @@ impl Harness {
 
     /// A new operator process: fresh caches, fresh credential, same cluster and Azure.
     pub fn restart_operator(&mut self) {
+        self.restart_operator_with(|_| {});
+    }
+
+    /// A restart with changed Azure settings (a wrong secret, say).
+    pub fn restart_operator_with(&mut self, change: impl FnOnce(&mut AzureSettings)) {
+        let mut azure = self.azure_settings();
+        change(&mut azure);
         self.ctx = Arc::new(operator_context(
-            &self.azure_settings(),
+            &azure,
             &self.cluster,
             &self.clock,
             &self.settings,
         ));
     }
 
-    pub async fn reconcile(&self, name: &str) -> Result<Action, ReconcileError> {
-        let object = self.cluster.get(name).expect("object exists");
-        reconcile(Arc::new(object), self.ctx.clone()).await
+    /// The operator of another cluster (another owner id), with its own objects, against the
+    /// same Azure tenant.
+    pub fn another_cluster(&self, owner: &str) -> Harness {
+        let cluster = Arc::new(FakeCluster::default());
+        let settings = Settings {
+            owner: acr_attach::model::OwnerId::new(owner),
+            ..self.settings.clone()
+        };
+        let login = self.login;
+        let azure = azure_settings(&self.arm, &login, &self.ca_file, &self.token_file);
+        let ctx = Arc::new(operator_context(&azure, &cluster, &self.clock, &settings));
+        Harness {
+            arm: self.arm.clone(),
+            cluster,
+            clock: self.clock.clone(),
+            ctx,
+            settings,
+            login,
+            ca_file: self.ca_file.clone(),
+            token_file: self.token_file.clone(),
+        }
     }
 
-    /// Reconciles until the object stops changing (at most 5 rounds), returning the last action.
-    pub async fn settle(&self, name: &str) -> Action {
+    pub async fn reconcile(&self, name: &str) -> Result<Next, ReconcileError> {
+        let object = self.cluster.get(name).expect("object exists");
+        reconcile_once(&object, &self.ctx).await
+    }
+
+    /// Reconciles until the object stops changing (at most 5 rounds), returning the last decision.
+    pub async fn settle(&self, name: &str) -> Next {
         let mut last = None;
         for _ in 0..5 {
             let Some(before) = self.cluster.get(name) else {
@@ -387,7 +428,7 @@ impl Harness {
                 break;
             }
         }
-        last.unwrap_or_else(Action::await_change)
+        last.unwrap_or(Next::AwaitChange)
     }
 
     pub fn condition(&self, name: &str, type_: &str) -> Condition {
@@ -437,6 +478,7 @@ fn azure_settings(
     AzureSettings {
         cloud: Cloud::AzurePublic,
         arm_endpoint: Some(endpoint.clone()),
+        arm_audience: None,
         authority_host: Some(endpoint),
         extra_ca_file: Some(ca_file.to_path_buf()),
         credential,
@@ -466,30 +508,15 @@ fn operator_context(
     )
 }
 
-/// The delay an action asks for.
-pub fn requeue_after(action: &Action) -> Option<Duration> {
-    // Action keeps its delay private; its Debug form is stable enough for tests.
-    let text = format!("{action:?}");
-    let start = text.find("Some(")? + 5;
-    let end = text[start..].find(')')? + start;
-    parse_debug_duration(&text[start..end])
+/// Settings of the operator under test, owned by the installation "test-cluster".
+pub fn settings(kubelet: KubeletIdentity) -> Settings {
+    Settings::new(kubelet, acr_attach::model::OwnerId::new("test-cluster"))
 }
 
-fn parse_debug_duration(text: &str) -> Option<Duration> {
-    if let Some(ms) = text.strip_suffix("ms") {
-        return ms
-            .parse::<f64>()
-            .ok()
-            .map(|v| Duration::from_secs_f64(v / 1000.0));
+/// The delay a reconcile asks for before the next one, if any.
+pub fn requeue_after(next: &Next) -> Option<Duration> {
+    match next {
+        Next::Requeue(after) => Some(*after),
+        Next::AwaitChange => None,
     }
-    if let Some(us) = text.strip_suffix("µs") {
-        return us
-            .parse::<f64>()
-            .ok()
-            .map(|v| Duration::from_secs_f64(v / 1e6));
-    }
-    text.strip_suffix('s')?
-        .parse::<f64>()
-        .ok()
-        .map(Duration::from_secs_f64)
 }

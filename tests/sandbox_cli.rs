@@ -1,0 +1,234 @@
+//! The `sandbox` command as a newcomer runs it: `--once` convergence and its failure report,
+//! `--tenant`, `--no-operator`, and a real `kubectl` session against the sandbox with the real CRD.
+
+#![cfg(feature = "sandbox")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_acr-attach"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "acr-attach-sandbox-cli-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn sandbox_once_converges_on_the_examples() {
+    let output = binary()
+        .args(["sandbox", "--once", "--timeout", "60s"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("converged: every example is Ready"),
+        "{stdout}"
+    );
+    for name in ["shared-images", "abac-images", "ci-runner-pull"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("Attached")),
+            "{name}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("Container Registry Repository Reader"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sandbox_once_reports_why_it_did_not_converge() {
+    let dir = scratch("tenant");
+    // The default tenant, but its cluster has no kubelet identity: the examples that rely on it
+    // cannot attach.
+    let mut yaml: serde_json::Value =
+        serde_saphyr::from_str(acr_attach::sandbox::DEFAULT_TENANT).unwrap();
+    yaml["clusters"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("kubeletIdentity");
+    let path = dir.join("tenant.json");
+    std::fs::write(&path, serde_json::to_string(&yaml).unwrap()).unwrap();
+    let output = binary()
+        .args(["sandbox", "--once", "--timeout", "5s", "--tenant"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stderr.contains("not converged"), "{stderr}");
+    assert!(
+        stderr.contains("shared-images: Ready=False KubeletIdentityMissing"),
+        "{stderr}"
+    );
+    // The example with an explicit principal does not need the kubelet identity.
+    assert!(!stderr.contains("ci-runner-pull"), "{stderr}");
+}
+
+#[test]
+fn sandbox_without_operator_prints_the_run_command_and_changes_nothing() {
+    let output = binary()
+        .args(["sandbox", "--no-operator", "--once", "--timeout", "2s"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(
+        !output.status.success(),
+        "nothing converges without an operator"
+    );
+    assert!(stdout.contains("The operator is not running"), "{stdout}");
+    assert!(stdout.contains("cargo run --release -- run"), "{stdout}");
+    assert!(stdout.contains("--credential client-secret"), "{stdout}");
+    assert!(stdout.contains("--extra-ca-file"), "{stdout}");
+    assert!(
+        !stdout.contains(" acr-attach\n"),
+        "no assignment was created: {stdout}"
+    );
+    assert!(stderr.contains("shared-images: Ready=Unknown"), "{stderr}");
+}
+
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .output()
+        .expect("run kubectl")
+}
+
+#[test]
+fn kubectl_drives_the_sandbox_with_the_real_crd() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: kubectl is not installed on this machine");
+        return;
+    }
+    let dir = scratch("kubectl");
+    let kubeconfig = dir.join("kubeconfig");
+    let mut child = binary()
+        .args(["sandbox", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _sandbox = Background(child);
+    // The sandbox prints the kubeconfig path once the CRD is installed and the examples applied.
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines.next().expect("sandbox output").unwrap();
+        if line.starts_with("try:") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sandbox did not start");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let run = |args: &[&str]| kubectl(&kubeconfig, &dir, args);
+
+    let waited = run(&[
+        "wait",
+        "--for=condition=Ready",
+        "ra/shared-images",
+        "--timeout=30s",
+    ]);
+    assert!(waited.status.success(), "{:?}", text(&waited));
+    assert!(text(&waited).0.contains("condition met"));
+
+    let table = text(&run(&["get", "registryattachments"])).0;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "REGISTRY", "ROLE", "READY", "REASON", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("abac-images") && l.contains("RepositoryReader")),
+        "{table}"
+    );
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: acrattach.io/v1alpha1\nkind: RegistryAttachment\nmetadata: {name: bad}\nspec:\n  registry: {resourceId: /subscriptions/prod/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/acr1}\n  role: Owner\n",
+    )
+    .unwrap();
+    let refused = run(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let (_, error) = text(&refused);
+    assert!(error.contains("spec.registry.resourceId"), "{error}");
+    assert!(
+        error.contains("spec.role: Unsupported value: \"Owner\""),
+        "{error}"
+    );
+
+    let patched = run(&[
+        "patch",
+        "ra",
+        "abac-images",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"role":"AcrPull"}}"#,
+    ]);
+    assert!(patched.status.success(), "{:?}", text(&patched));
+    let stalled = run(&[
+        "wait",
+        "--for=condition=Stalled",
+        "ra/abac-images",
+        "--timeout=30s",
+    ]);
+    assert!(stalled.status.success(), "{:?}", text(&stalled));
+    let reason = text(&run(&[
+        "get",
+        "ra",
+        "abac-images",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+    ]))
+    .0;
+    assert_eq!(reason, "RoleNotEffective");
+
+    let deleted = run(&["delete", "ra", "shared-images", "--timeout=30s"]);
+    assert!(deleted.status.success(), "{:?}", text(&deleted));
+    let gone = run(&["get", "ra", "shared-images"]);
+    assert!(!gone.status.success());
+    assert!(text(&gone).1.contains("NotFound"), "{:?}", text(&gone));
+}
