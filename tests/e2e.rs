@@ -437,23 +437,20 @@ mod real_cluster {
         );
 
         let log = std::env::temp_dir().join("acr-attach-e2e-real.log");
-        let operator = Operator::spawn(
-            vec![
-                "run".into(),
-                "--kubeconfig".into(),
-                target.kubeconfig.clone().into_os_string(),
-                "--credential".into(),
-                target.credential.clone().into(),
-                "--kubelet-object-id".into(),
-                target.principal.clone().into(),
-                "--resync".into(),
-                "30s".into(),
-                "--metrics-addr".into(),
-                "127.0.0.1:0".into(),
-            ],
-            Vec::new(),
-            log,
-        );
+        let operator_args: Vec<OsString> = vec![
+            "run".into(),
+            "--kubeconfig".into(),
+            target.kubeconfig.clone().into_os_string(),
+            "--credential".into(),
+            target.credential.clone().into(),
+            "--kubelet-object-id".into(),
+            target.principal.clone().into(),
+            "--resync".into(),
+            "30s".into(),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        let operator = Operator::spawn(operator_args.clone(), Vec::new(), log);
 
         let name = "acr-attach-e2e";
         api.create(
@@ -462,11 +459,23 @@ mod real_cluster {
         )
         .await
         .unwrap();
+        // Kill the operator while it works on the new object, then start it again.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        operator.kill();
+        let operator = Operator::spawn(
+            operator_args.clone(),
+            Vec::new(),
+            std::env::temp_dir().join("acr-attach-e2e-real-2.log"),
+        );
         eventually("Ready", &operator, async || {
             api.get(name).await.ok().filter(ready)
         })
         .await;
-        assert_eq!(grants(&target, &arm).await, 1);
+        assert_eq!(
+            grants(&target, &arm).await,
+            1,
+            "no duplicate after the restart"
+        );
 
         let patch = json!({"spec": {"deletionPolicy": "Delete"}, "metadata": {"labels": {"e2e": "edited"}}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -598,6 +598,7 @@ async fn steady_state_resync_reads_each_registry_once_and_writes_nothing() {
 
     h.arm.reset_counts();
     h.pass_resync_window();
+    let events_before = h.cluster.events.lock().unwrap().len();
     let writes_before = h
         .cluster
         .status_writes
@@ -629,6 +630,11 @@ async fn steady_state_resync_reads_each_registry_once_and_writes_nothing() {
         .status_writes
         .load(std::sync::atomic::Ordering::SeqCst)
         - writes_before;
+    assert_eq!(
+        h.cluster.events.lock().unwrap().len(),
+        events_before,
+        "nothing changed, so no event"
+    );
     assert!(
         status_writes <= 5,
         "at most lastSyncTime per attachment: {status_writes}"
