@@ -127,6 +127,9 @@ impl Sandbox {
             .map_err(|e| format!("Kubernetes API emulator: {e}"))?;
         let dir = scratch_dir()?;
         let kubeconfig = kubeconfig.unwrap_or_else(|| dir.join("kubeconfig"));
+        if let Some(parent) = kubeconfig.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
         kube.write_kubeconfig(&kubeconfig)
             .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
         let ca_file = dir.join("azure-ca.pem");

@@ -138,7 +138,8 @@ fn kubectl_drives_the_sandbox_with_the_real_crd() {
         return;
     }
     let dir = scratch("kubectl");
-    let kubeconfig = dir.join("kubeconfig");
+    // A directory that does not exist yet: the sandbox creates it.
+    let kubeconfig = dir.join("new").join("kubeconfig");
     let mut child = binary()
         .args(["sandbox", "--kubeconfig"])
         .arg(&kubeconfig)
