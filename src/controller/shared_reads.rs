@@ -32,6 +32,14 @@ pub struct RegistrySnapshot {
     pub expires_at: Instant,
 }
 
+/// What one registry read returns, as cached.
+#[derive(Clone)]
+struct RegistryRead {
+    registry: Registry,
+    assignments: Vec<RoleAssignment>,
+    fetched_at: Timestamp,
+}
+
 enum Slot<T> {
     Empty,
     Fresh { value: T, expires_at: Instant },
@@ -41,7 +49,7 @@ enum Slot<T> {
 pub struct SharedReads {
     window: Duration,
     clock: Arc<dyn Clock>,
-    registries: Mutex<HashMap<String, Arc<AsyncMutex<Slot<RegistrySnapshot>>>>>,
+    registries: Mutex<HashMap<String, Arc<AsyncMutex<Slot<RegistryRead>>>>>,
     kubelet: AsyncMutex<Slot<Option<String>>>,
 }
 
@@ -61,7 +69,7 @@ impl SharedReads {
         self.clock.now() + self.window.mul_f64(1.0 + fastrand::f64() * 0.1)
     }
 
-    fn slot(&self, registry: &RegistryId) -> Arc<AsyncMutex<Slot<RegistrySnapshot>>> {
+    fn slot(&self, registry: &RegistryId) -> Arc<AsyncMutex<Slot<RegistryRead>>> {
         let mut slots = self.registries.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .entry(registry.key())
@@ -69,31 +77,32 @@ impl SharedReads {
             .clone()
     }
 
-    /// Returns the cached value or failure, or runs `fetch` and caches what it gives.
+    /// Returns the cached value (with its expiry) or failure, or runs `fetch` and caches what it
+    /// gives.
     async fn read_through<T: Clone, F>(
         &self,
         slot: &mut Slot<T>,
         fetch: impl FnOnce() -> F,
-        stamp: impl FnOnce(T, Instant) -> T,
-    ) -> Result<T, Failure>
+    ) -> Result<(T, Instant), Failure>
     where
         F: Future<Output = Result<T, ArmError>>,
     {
         let now = self.clock.now();
         match slot {
-            Slot::Fresh { value, expires_at } if *expires_at > now => return Ok(value.clone()),
+            Slot::Fresh { value, expires_at } if *expires_at > now => {
+                return Ok((value.clone(), *expires_at));
+            }
             Slot::Failed { failure, until } if *until > now => return Err(failure.clone()),
             _ => {}
         }
         match fetch().await {
             Ok(value) => {
                 let expires_at = self.expiry();
-                let value = stamp(value, expires_at);
                 *slot = Slot::Fresh {
                     value: value.clone(),
                     expires_at,
                 };
-                Ok(value)
+                Ok((value, expires_at))
             }
             Err(error) => {
                 let failure = error.classify();
@@ -115,25 +124,24 @@ impl SharedReads {
     ) -> Result<RegistrySnapshot, Failure> {
         let slot = self.slot(registry);
         let mut cached = slot.lock().await;
-        let fetched_at = self.clock.wall();
-        self.read_through(
-            &mut cached,
-            || async {
+        let (read, expires_at) = self
+            .read_through(&mut cached, || async {
+                let fetched_at = self.clock.wall();
                 let fetched = azure.get_registry(registry).await?;
                 let assignments = azure.list_role_assignments(registry).await?;
-                Ok(RegistrySnapshot {
+                Ok(RegistryRead {
                     registry: fetched,
                     assignments,
                     fetched_at,
-                    expires_at: Instant::now(),
                 })
-            },
-            |snapshot, expires_at| RegistrySnapshot {
-                expires_at,
-                ..snapshot
-            },
-        )
-        .await
+            })
+            .await?;
+        Ok(RegistrySnapshot {
+            registry: read.registry,
+            assignments: read.assignments,
+            fetched_at: read.fetched_at,
+            expires_at,
+        })
     }
 
     /// Re-lists assignments now (after a 409 says the cached list missed one).
@@ -185,11 +193,8 @@ impl SharedReads {
         azure: &dyn AzureApi,
     ) -> Result<Option<String>, Failure> {
         let mut cached = self.kubelet.lock().await;
-        self.read_through(
-            &mut cached,
-            || azure.get_kubelet_identity(cluster),
-            |object_id, _| object_id,
-        )
-        .await
+        self.read_through(&mut cached, || azure.get_kubelet_identity(cluster))
+            .await
+            .map(|(object_id, _)| object_id)
     }
 }
