@@ -7,11 +7,14 @@
 //! CustomResourceDefinitions that register types, structural-schema pruning, defaulting and
 //! validation, resourceVersion/generation/finalizer/deletion rules, the status subresource,
 //! the patch types including a simplified server-side apply, list/watch with selectors,
-//! bookmarks and "too old resource version" errors, Table output, Events and Leases.
+//! bookmarks and "too old resource version" errors, Table output, Events (one store served as
+//! events.k8s.io/v1 and core v1) and Leases, and OpenAPI v3 schemas for `kubectl explain`.
 //! `README.md` lists what is deliberately not implemented.
 //!
 //! Everything is in memory and lives as long as the [`KubeEmulator`] handle.
 
+mod events;
+mod openapi;
 mod ops;
 mod patch;
 mod protobuf;

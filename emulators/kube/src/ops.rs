@@ -10,7 +10,7 @@ use crate::status::{ApiError, FieldError};
 use crate::store::Store;
 use crate::util::{
     dns1123_label_errors, dns1123_subdomain_errors, get_str, go_quote, label_value_errors,
-    meta_mut, now, now_rfc3339, qualified_name_errors, rfc3339,
+    meta_mut, now, now_rfc3339, parse_go_time, qualified_name_errors, rfc3339, rfc3339_micro,
 };
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -89,9 +89,14 @@ impl WriteCtx {
     }
 }
 
-/// Stored objects carry the storage version; answers carry the requested one.
+/// Stored objects carry the storage version; answers carry the requested one (events are
+/// converted to the version's field names).
 pub fn output(res: &ResourceType, obj: &Value) -> Value {
-    let mut o = obj.clone();
+    let mut o = if res.is_event() {
+        crate::events::output(res.builtin, obj)
+    } else {
+        obj.clone()
+    };
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(res.api_version()));
         m.insert("kind".into(), json!(res.kind));
@@ -273,10 +278,11 @@ fn validate_metadata(
         }
     }
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
-    let name_errs = if res.builtin == Kind::Namespace {
-        dns1123_label_errors(name)
-    } else {
-        dns1123_subdomain_errors(name)
+    let name_errs = match res.builtin {
+        Kind::Namespace => dns1123_label_errors(name),
+        // Core v1 Events skip `ValidateObjectMeta`; only the path-segment rule applies.
+        Kind::CoreEvent => path_segment_errors(name),
+        _ => dns1123_subdomain_errors(name),
     };
     for e in name_errs {
         errs.push(FieldError::invalid("metadata.name", &json!(name), e));
@@ -324,6 +330,119 @@ fn validate_metadata(
     Ok(())
 }
 
+/// `path.ValidatePathSegmentName`: what any name must satisfy to be used in a URL.
+fn path_segment_errors(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if name == "." || name == ".." {
+        out.push(format!("may not be '{name}'"));
+    }
+    for bad in ["/", "%"] {
+        if name.contains(bad) {
+            out.push(format!("may not contain '{bad}'"));
+        }
+    }
+    out
+}
+
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, c| !c.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// What the Go decoder of a Lease or Event does beyond JSON types: `null` is the zero value
+/// (dropped), `metav1.MicroTime` needs exactly six fractional digits (`RFC3339Micro`),
+/// `metav1.Time` any RFC 3339 timestamp, int32 fields must fit. Times are re-encoded the way
+/// Go writes them (UTC, `Z`; MicroTime with six digits, Time in whole seconds). Failures are the
+/// decoder's `400`s. Works on the request's version (and, idempotently, on the stored form).
+fn decode_builtin(res: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    type Int32Field<'a> = (&'a str, &'a str);
+    let (micro, time, int32): (&[&str], &[&str], &[Int32Field]) = match res.builtin {
+        Kind::Lease => (
+            &["/spec/acquireTime", "/spec/renewTime"],
+            &[],
+            &[
+                (
+                    "/spec/leaseDurationSeconds",
+                    "LeaseSpec.spec.leaseDurationSeconds",
+                ),
+                ("/spec/leaseTransitions", "LeaseSpec.spec.leaseTransitions"),
+            ],
+        ),
+        Kind::Event => (
+            &["/eventTime", "/series/lastObservedTime"],
+            &["/deprecatedFirstTimestamp", "/deprecatedLastTimestamp"],
+            &[
+                ("/deprecatedCount", "Event.deprecatedCount"),
+                ("/series/count", "EventSeries.series.count"),
+            ],
+        ),
+        Kind::CoreEvent => (
+            &["/eventTime", "/series/lastObservedTime"],
+            &["/firstTimestamp", "/lastTimestamp"],
+            &[
+                ("/count", "Event.count"),
+                ("/series/count", "EventSeries.series.count"),
+            ],
+        ),
+        _ => return Ok(()),
+    };
+    strip_nulls(obj);
+    for (paths, is_micro) in [(micro, true), (time, false)] {
+        for p in paths {
+            if let Some(v) = obj.pointer_mut(p)
+                && let Some(text) = v.as_str()
+            {
+                let (secs, nanos) =
+                    parse_go_time(text, is_micro).map_err(|e| cannot_handle(res, &e))?;
+                *v = json!(if is_micro {
+                    rfc3339_micro(secs, nanos)
+                } else {
+                    rfc3339(secs)
+                });
+            }
+        }
+    }
+    for (p, go_field) in int32 {
+        if let Some(Value::Number(n)) = obj.pointer(p)
+            && n.as_i64().is_none_or(|i| i32::try_from(i).is_err())
+        {
+            return Err(cannot_handle(
+                res,
+                &format!(
+                    "json: cannot unmarshal number {n} into Go struct field {go_field} of type int32"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decoding of a built-in type's body: Go's decoder rules, then its JSON types (a wrongly
+/// typed field is a `400`, other schema errors go to `errs`), then, for events, the stored
+/// form. Custom resources pass through (their schema applies after defaulting).
+fn decode_for_storage(
+    res: &ResourceType,
+    obj: Value,
+    errs: &mut Vec<FieldError>,
+) -> Result<Value, ApiError> {
+    if res.is_custom() {
+        return Ok(obj);
+    }
+    let mut obj = obj;
+    decode_builtin(res, &mut obj)?;
+    validate_schema(res, &obj, errs)?;
+    if res.is_event() {
+        obj = crate::events::to_storage(res.builtin, obj);
+    }
+    Ok(obj)
+}
+
 fn validate_schema(
     res: &ResourceType,
     obj: &Value,
@@ -345,16 +464,6 @@ fn validate_schema(
     Ok(())
 }
 
-fn require_str(obj: &Value, field: &str, errs: &mut Vec<FieldError>) {
-    if obj
-        .get(field)
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        errs.push(FieldError::required(field, ""));
-    }
-}
-
 fn validate_builtin(
     res: &ResourceType,
     obj: &Value,
@@ -362,33 +471,9 @@ fn validate_builtin(
     errs: &mut Vec<FieldError>,
 ) {
     match res.builtin {
-        Kind::Event => {
-            if obj.get("eventTime").is_none_or(Value::is_null) {
-                errs.push(FieldError::required("eventTime", ""));
-            }
-            match obj.get("type").and_then(Value::as_str) {
-                Some("Normal") | Some("Warning") => {}
-                other => errs.push(FieldError::invalid(
-                    "type",
-                    &json!(""),
-                    format!("has invalid value: {}", other.unwrap_or("")),
-                )),
-            }
-            for f in [
-                "reportingController",
-                "reportingInstance",
-                "action",
-                "reason",
-            ] {
-                require_str(obj, f, errs);
-            }
-            if obj
-                .get("note")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.len() > 1024)
-            {
-                errs.push(FieldError::too_long("note", 1024));
-            }
+        Kind::Event | Kind::CoreEvent => {
+            let ns = get_str(obj, &["metadata", "namespace"]).unwrap_or("");
+            crate::events::validate(res.builtin, obj, old, ns, errs);
         }
         Kind::Lease => {
             if let Some(d) = obj
@@ -618,6 +703,14 @@ fn builtin_defaults(res: &ResourceType, obj: &mut Value) {
                     .or_insert(json!({"strategy": "None"}));
             }
         }
+        Kind::Lease => {
+            // `strategy` and `preferredHolder` belong to the CoordinatedLeaderElection feature,
+            // off by default in 1.32: the strategy drops them.
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("strategy");
+                spec.remove("preferredHolder");
+            }
+        }
         Kind::Namespace => {
             let name = get_str(obj, &["metadata", "name"])
                 .unwrap_or("")
@@ -797,13 +890,16 @@ pub fn create(
     {
         m.remove("status");
     }
+    let mut errs = Vec::new();
+    let mut obj = decode_for_storage(res, obj, &mut errs)?;
     if let (Kind::Custom, Some(s)) = (res.builtin, &res.schema) {
         s.apply_defaults(&mut obj, true);
     }
     builtin_defaults(res, &mut obj);
-    let mut errs = Vec::new();
     validate_metadata(res, &obj, &mut errs)?;
-    validate_schema(res, &obj, &mut errs)?;
+    if res.is_custom() {
+        validate_schema(res, &obj, &mut errs)?;
+    }
     validate_builtin(res, &obj, None, &mut errs);
     if !errs.is_empty() {
         return Err(ApiError::invalid(&res.kind, &res.group, &name, &errs));
@@ -902,6 +998,8 @@ pub fn update(
     let old_rv = get_str(&old, &["metadata", "resourceVersion"])
         .unwrap_or("")
         .to_string();
+    let mut errs = Vec::new();
+    let candidate = decode_for_storage(res, candidate, &mut errs)?;
     if let Some(rv) = get_str(&candidate, &["metadata", "resourceVersion"])
         && !rv.is_empty()
         && rv != old_rv
@@ -968,9 +1066,10 @@ pub fn update(
         builtin_defaults(res, &mut new);
     }
 
-    let mut errs = Vec::new();
     validate_metadata(res, &new, &mut errs)?;
-    validate_schema(res, &new, &mut errs)?;
+    if res.is_custom() {
+        validate_schema(res, &new, &mut errs)?;
+    }
     validate_builtin(res, &new, Some(&old), &mut errs);
     if has_deletion_timestamp(&old) {
         let before = finalizers(&old);
@@ -1272,6 +1371,7 @@ pub struct ListPage {
 pub struct Selectors {
     pub labels: LabelSelector,
     pub fields: FieldSelector,
+    kind: Kind,
 }
 
 impl Selectors {
@@ -1281,13 +1381,25 @@ impl Selectors {
         let fields =
             FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), &res.field_labels())
                 .map_err(ApiError::bad_request)?;
-        Ok(Selectors { labels, fields })
+        Ok(Selectors {
+            labels,
+            fields,
+            kind: res.builtin,
+        })
     }
 
+    /// Whether a stored object matches.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.labels
-            .matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
-            && self.fields.matches(obj)
+        let fields = match self.kind {
+            Kind::Event | Kind::CoreEvent => self
+                .fields
+                .matches_with(|label| crate::events::field_value(label, obj)),
+            _ => self.fields.matches(obj),
+        };
+        fields
+            && self
+                .labels
+                .matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
     }
 }
 
@@ -1623,6 +1735,8 @@ fn apply(
     {
         m.remove("status");
     }
+    // Ownership is computed on the stored form (for events: events.k8s.io field names).
+    let config = decode_for_storage(res, config, &mut Vec::new())?;
     let now = now_rfc3339();
     let api = res.api_version();
     match st.get(res, ns, name).cloned() {
@@ -1717,7 +1831,8 @@ pub fn create_from_body(
     create(st, res, ns, obj, &ctx, None)
 }
 
-/// PUT body handling shared by the HTTP layer.
+/// PUT body handling shared by the HTTP layer: `200` with the updated object, or `201` when a
+/// type that allows it was created by the PUT.
 #[allow(clippy::too_many_arguments)]
 pub fn update_from_body(
     st: &mut Store,
@@ -1730,7 +1845,7 @@ pub fn update_from_body(
     q: &Query,
     user_agent: &str,
     warnings: &mut Vec<String>,
-) -> Result<Value, ApiError> {
+) -> Result<(u16, Value), ApiError> {
     let ctx = WriteCtx::from_query(q, user_agent)?;
     let mut obj = decode_body(content_type, body)?;
     check_gvk(res, &mut obj)?;
@@ -1753,13 +1868,19 @@ pub fn update_from_body(
     }
     handle_unknown(res, &mut obj, ctx.field_validation, Mode::Update, warnings)?;
     let Some(old) = st.get(res, ns, name).cloned() else {
+        if res.allow_create_on_update() && subresource.is_empty() {
+            // The store creates the object; the resourceVersion the client sent is not checked.
+            meta_mut(&mut obj).remove("resourceVersion");
+            return create(st, res, ns, obj, &ctx, None).map(|o| (201, o));
+        }
         return Err(ApiError::not_found(&res.plural, &res.group, name));
     };
     if !res.allow_unconditional_update()
         && get_str(&obj, &["metadata", "resourceVersion"]).is_none_or(str::is_empty)
     {
+        // The store names the resource, not the kind, in this error.
         return Err(ApiError::invalid(
-            &res.kind,
+            &res.plural,
             &res.group,
             name,
             &[FieldError {
@@ -1781,5 +1902,5 @@ pub fn update_from_body(
         &ctx,
         Ownership::Update,
     )?;
-    Ok(out)
+    Ok((200, out))
 }

@@ -1,10 +1,9 @@
-//! The resource registry: built-in types, types registered by CRDs, and the discovery and
-//! OpenAPI v3 documents derived from them (what kubectl needs to map kinds to URLs and to
-//! decide that the server validates fields itself).
+//! The resource registry: built-in types, types registered by CRDs, and the discovery
+//! documents derived from them (what kubectl and kube-rs need to map kinds to URLs). The
+//! OpenAPI documents are built from the same registry in `openapi.rs`.
 
 use crate::schema::Schema;
 use crate::table::Column;
-use crate::util::fnv64;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -14,7 +13,10 @@ pub enum Kind {
     Custom,
     Namespace,
     Crd,
+    /// `events.k8s.io/v1` Event (the storage form of events).
     Event,
+    /// Core `v1` Event: the same objects as `Event`, converted on the way in and out.
+    CoreEvent,
     Lease,
 }
 
@@ -35,8 +37,11 @@ pub struct ResourceType {
     pub builtin: Kind,
     /// Field labels accepted by `fieldSelector` besides metadata.name/namespace.
     pub selectable_fields: Vec<String>,
-    /// Whether the version is the CRD's storage version (informational).
+    /// Whether objects are stored in this version: the CRD's storage version; false for the
+    /// core v1 view of events (so namespace cleanup visits each object once).
     pub storage: bool,
+    /// The CRD version's `openAPIV3Schema` as written (descriptions included), for OpenAPI.
+    pub openapi_schema: Option<Value>,
 }
 
 impl ResourceType {
@@ -48,9 +53,17 @@ impl ResourceType {
         }
     }
 
-    /// Storage key: objects are shared by all versions of a type.
+    /// Storage key: objects are shared by all versions of a type, and core v1 Events are the
+    /// events.k8s.io Events (a real apiserver stores both through one registry).
     pub fn key(&self) -> (String, String) {
+        if self.builtin == Kind::CoreEvent {
+            return ("events.k8s.io".to_string(), "events".to_string());
+        }
         (self.group.clone(), self.plural.clone())
+    }
+
+    pub fn is_event(&self) -> bool {
+        matches!(self.builtin, Kind::Event | Kind::CoreEvent)
     }
 
     pub fn is_custom(&self) -> bool {
@@ -62,9 +75,15 @@ impl ResourceType {
         matches!(self.builtin, Kind::Custom | Kind::Crd)
     }
 
-    /// CRs refuse PUT without `metadata.resourceVersion` (`AllowUnconditionalUpdate() == false`).
+    /// CRs and Leases refuse PUT without `metadata.resourceVersion`
+    /// (their strategies' `AllowUnconditionalUpdate() == false`).
     pub fn allow_unconditional_update(&self) -> bool {
-        !matches!(self.builtin, Kind::Custom)
+        !matches!(self.builtin, Kind::Custom | Kind::Lease)
+    }
+
+    /// A PUT of a missing object creates it (`AllowCreateOnUpdate() == true`): Leases, Events.
+    pub fn allow_create_on_update(&self) -> bool {
+        matches!(self.builtin, Kind::Lease | Kind::Event | Kind::CoreEvent)
     }
 
     pub fn field_labels(&self) -> Vec<String> {
@@ -72,7 +91,14 @@ impl ResourceType {
             "metadata.name".to_string(),
             "metadata.namespace".to_string(),
         ];
-        v.extend(self.selectable_fields.iter().cloned());
+        match self.builtin {
+            Kind::Event | Kind::CoreEvent => v.extend(
+                crate::events::field_labels(self.builtin)
+                    .iter()
+                    .map(|s| s.to_string()),
+            ),
+            _ => v.extend(self.selectable_fields.iter().cloned()),
+        }
         v
     }
 
@@ -140,12 +166,15 @@ fn builtin(
         columns,
         builtin: b,
         selectable_fields: vec![],
-        storage: true,
+        storage: b != Kind::CoreEvent,
+        openapi_schema: None,
     }
 }
 
+/// `metav1.Time`/`MicroTime` fields: their syntax is checked (and normalised) when decoding,
+/// see `ops::decode_builtin`, with the Go decoder's messages.
 fn time_field() -> Value {
-    json!({"type": "string", "format": "date-time"})
+    json!({"type": "string"})
 }
 
 fn object_ref() -> Value {
@@ -155,9 +184,28 @@ fn object_ref() -> Value {
         "resourceVersion": {"type": "string"}, "fieldPath": {"type": "string"}}})
 }
 
-/// Types served before any CRD exists.
+/// Types served before any CRD exists (core ones in the alphabetical order of `/api/v1`).
 pub fn builtins() -> Vec<ResourceType> {
     vec![
+        builtin(
+            "",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            false,
+            json!({"type": "object", "properties": {
+                "involvedObject": object_ref(), "reason": {"type": "string"},
+                "message": {"type": "string"},
+                "source": {"type": "object", "properties": {"component": {"type": "string"}, "host": {"type": "string"}}},
+                "firstTimestamp": time_field(), "lastTimestamp": time_field(),
+                "count": {"type": "integer"}, "type": {"type": "string"}, "eventTime": time_field(),
+                "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": time_field()}},
+                "action": {"type": "string"}, "related": object_ref(),
+                "reportingComponent": {"type": "string"}, "reportingInstance": {"type": "string"}}}),
+            vec![],
+            Kind::CoreEvent,
+        ),
         builtin(
             "",
             "namespaces",
@@ -211,13 +259,8 @@ pub fn builtins() -> Vec<ResourceType> {
                 "deprecatedSource": {"type": "object", "properties": {"component": {"type": "string"}, "host": {"type": "string"}}},
                 "deprecatedFirstTimestamp": time_field(), "deprecatedLastTimestamp": time_field(),
                 "deprecatedCount": {"type": "integer"}}}),
-            vec![
-                Column::simple("Type", "string", ".type"),
-                Column::simple("Reason", "string", ".reason"),
-                Column::simple("Object", "string", ".regarding.name"),
-                Column::simple("Note", "string", ".note"),
-                Column::age(),
-            ],
+            // Both event views print with the core printer (`events::table`).
+            vec![],
             Kind::Event,
         ),
         builtin(
@@ -312,6 +355,7 @@ pub fn types_from_crd(crd: &Value) -> Vec<ResourceType> {
             builtin: Kind::Custom,
             selectable_fields,
             storage: v["storage"].as_bool() == Some(true),
+            openapi_schema: v.pointer("/schema/openAPIV3Schema").cloned(),
         });
     }
     out
@@ -436,83 +480,6 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
     )
 }
 
-fn openapi_key(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// Per group/version OpenAPI v3 documents, keyed by `api/v1` / `apis/<g>/<v>`.
-///
-/// kubectl only reads the `fieldValidation` parameter of the `patch` operation (server-side
-/// field validation support), so operations carry that and the GVK extension.
-pub fn openapi_docs(types: &[ResourceType]) -> BTreeMap<String, Value> {
-    let mut docs: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
-    for t in types {
-        let prefix = if t.group.is_empty() {
-            format!("/api/{}", t.version)
-        } else {
-            format!("/apis/{}/{}", t.group, t.version)
-        };
-        let collection = if t.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}", t.plural)
-        } else {
-            format!("{prefix}/{}", t.plural)
-        };
-        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-        let fv = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true},
-            "description": "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields."});
-        let op = |action: &str| {
-            json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk,
-                   "parameters": [fv], "responses": {"200": {"description": "OK"}}})
-        };
-        let paths = docs.entry(openapi_key(&t.group, &t.version)).or_default();
-        paths.insert(
-            format!("{collection}/{{name}}"),
-            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
-        );
-        paths.insert(collection, json!({"get": op("list"), "post": op("post")}));
-        if t.status_subresource {
-            paths.insert(
-                format!(
-                    "{prefix}/{}{}/{{name}}/status",
-                    if t.namespaced {
-                        "namespaces/{namespace}/"
-                    } else {
-                        ""
-                    },
-                    t.plural
-                ),
-                json!({"get": op("get"), "put": op("put"), "patch": op("patch")}),
-            );
-        }
-    }
-    docs.into_iter()
-        .map(|(k, paths)| {
-            (
-                k,
-                json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
-                       "paths": paths, "components": {"schemas": {}}}),
-            )
-        })
-        .collect()
-}
-
-/// `/openapi/v3` root: one entry per group/version with a content hash.
-pub fn openapi_root(docs: &BTreeMap<String, Value>) -> Value {
-    let mut paths = serde_json::Map::new();
-    for (k, doc) in docs {
-        let hash = fnv64(doc.to_string().as_bytes());
-        paths.insert(
-            k.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{k}?hash={hash:016X}")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,11 +501,17 @@ mod tests {
     fn discovery_of_builtins() {
         let t = builtins();
         let core = resource_list(&t, "", "v1").unwrap();
-        assert_eq!(core["resources"][0]["name"], "namespaces");
         let groups = api_group_list(&t);
         assert_eq!(groups["groups"].as_array().unwrap().len(), 3);
-        let docs = openapi_docs(&t);
+        let docs = crate::openapi::openapi_docs(&t);
         assert!(docs.contains_key("api/v1"));
         assert!(docs.contains_key("apis/apiextensions.k8s.io/v1"));
+        let core: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(core, ["events", "namespaces", "namespaces/status"]);
     }
 }

@@ -173,19 +173,25 @@ impl FieldSelector {
         Ok(Self { reqs })
     }
 
+    /// Matches with the field at each label's path (an absent field is the empty string).
     pub fn matches(&self, obj: &Value) -> bool {
-        self.reqs.iter().all(|(k, eq, v)| {
+        self.matches_with(|k| {
             let mut cur = Some(obj);
             for part in k.split('.') {
                 cur = cur.and_then(|c| c.get(part));
             }
-            let actual = match cur {
+            match cur {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),
                 Some(other) => other.to_string(),
-            };
-            (actual == *v) == *eq
+            }
         })
+    }
+
+    /// Matches with the values `value(label)` gives: for types whose labels are not plain
+    /// paths of the stored object (events).
+    pub fn matches_with(&self, value: impl Fn(&str) -> String) -> bool {
+        self.reqs.iter().all(|(k, eq, v)| (value(k) == *v) == *eq)
     }
 }
 

@@ -2,6 +2,7 @@
 //! PartialObjectMetadata), response bodies and streaming watches.
 
 use crate::LoggedRequest;
+use crate::openapi;
 use crate::ops::{self, Query, Selectors};
 use crate::resources::{self, ResourceType};
 use crate::status::ApiError;
@@ -207,11 +208,11 @@ fn route(shared: &Arc<Shared>, r: Req) -> Response<Body> {
         ["api", "v1"] => get_only(resources::resource_list(&shared.lock().types, "", "v1")),
         ["apis", g, v] => get_only(resources::resource_list(&shared.lock().types, g, v)),
         ["openapi", "v3"] => {
-            let docs = resources::openapi_docs(&shared.lock().types);
-            get_only(Some(resources::openapi_root(&docs)))
+            let docs = openapi::openapi_docs(&shared.lock().types);
+            get_only(Some(openapi::openapi_root(&docs)))
         }
         ["openapi", "v3", rest @ ..] => {
-            let docs = resources::openapi_docs(&shared.lock().types);
+            let docs = openapi::openapi_docs(&shared.lock().types);
             get_only(docs.get(&rest.join("/")).cloned())
         }
         ["api", "v1", rest @ ..] => resource_request(shared, &r, "", "v1", rest),
@@ -343,7 +344,6 @@ fn resource_request(
                 &r.user_agent,
                 &mut warnings,
             )
-            .map(|o| (200, o))
         }
         (&Method::PATCH, Some(name)) => {
             let mut st = shared.lock();
@@ -431,11 +431,21 @@ fn list_meta(page: &ops::ListPage) -> Value {
     m
 }
 
+/// The Table of `objs` (already in `res`'s version): events have their own printer, every
+/// other type prints its columns.
+fn to_table(res: &ResourceType, objs: &[Value], meta: Value, include: IncludeObject) -> Value {
+    if res.is_event() {
+        crate::events::table(res.builtin, objs, meta, include)
+    } else {
+        table::table(&res.columns, objs, meta, include)
+    }
+}
+
 fn render_list(res: &ResourceType, page: ops::ListPage, repr: Repr, q: &Query) -> Value {
     let meta = list_meta(&page);
     match repr {
-        Repr::Table => table::table(
-            &res.columns,
+        Repr::Table => to_table(
+            res,
             &page.items,
             meta,
             IncludeObject::parse(q.get("includeObject")),
@@ -452,8 +462,8 @@ fn render_list(res: &ResourceType, page: ops::ListPage, repr: Repr, q: &Query) -
 
 fn render_one(res: &ResourceType, obj: &Value, repr: Repr, q: &Query) -> Value {
     match repr {
-        Repr::Table => table::table(
-            &res.columns,
+        Repr::Table => to_table(
+            res,
             std::slice::from_ref(obj),
             json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}),
             IncludeObject::parse(q.get("includeObject")),
@@ -546,8 +556,8 @@ fn render_event_object(spec: &WatchSpec, obj: &Value) -> Value {
     match spec.repr {
         Repr::Plain => out,
         Repr::Partial => table::partial_object_metadata(&out),
-        Repr::Table => table::table(
-            &spec.res.columns,
+        Repr::Table => to_table(
+            &spec.res,
             std::slice::from_ref(&out),
             json!({"resourceVersion": out.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}),
             spec.include,

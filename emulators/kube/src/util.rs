@@ -124,6 +124,195 @@ pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
     Some((secs, nanos))
 }
 
+/// The two layouts `metav1.Time` and `metav1.MicroTime` decode with.
+pub const RFC3339_LAYOUT: &str = "2006-01-02T15:04:05Z07:00";
+pub const RFC3339_MICRO_LAYOUT: &str = "2006-01-02T15:04:05.000000Z07:00";
+
+fn days_in(month: i64, year: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Go's `time.Parse` for the two Kubernetes layouts, with its error texts: `micro` selects
+/// `RFC3339Micro` (`metav1.MicroTime`: exactly six fractional digits), otherwise `RFC3339`
+/// (`metav1.Time`: any fraction is accepted and dropped on output). Returns (unix seconds, ns).
+pub fn parse_go_time(value: &str, micro: bool) -> Result<(i64, u32), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Std {
+        Year,
+        Month,
+        Day,
+        Hour,
+        Minute,
+        Second,
+        Frac6,
+        Zone,
+    }
+    let layout = if micro {
+        RFC3339_MICRO_LAYOUT
+    } else {
+        RFC3339_LAYOUT
+    };
+    let mut chunks: Vec<(&str, Std, &str)> = vec![
+        ("", Std::Year, "2006"),
+        ("-", Std::Month, "01"),
+        ("-", Std::Day, "02"),
+        ("T", Std::Hour, "15"),
+        (":", Std::Minute, "04"),
+        (":", Std::Second, "05"),
+    ];
+    if micro {
+        chunks.push(("", Std::Frac6, ".000000"));
+    }
+    chunks.push(("", Std::Zone, "Z07:00"));
+    let cannot = |elem: &str, layout_elem: &str| {
+        format!(
+            "parsing time {} as {}: cannot parse {} as {}",
+            go_quote(value),
+            go_quote(layout),
+            go_quote(elem),
+            go_quote(layout_elem)
+        )
+    };
+    let out_of_range =
+        |what: &str| format!("parsing time {}: {what} out of range", go_quote(value));
+    let digit = |s: &str, i: usize| s.as_bytes().get(i).is_some_and(u8::is_ascii_digit);
+    // `getnum`: one or two digits (exactly two when `fixed`).
+    let getnum = |s: &str, fixed: bool| -> Option<(i64, usize)> {
+        if !digit(s, 0) {
+            return None;
+        }
+        if !digit(s, 1) {
+            return (!fixed).then(|| (i64::from(s.as_bytes()[0] - b'0'), 1));
+        }
+        Some((s[..2].parse().ok()?, 2))
+    };
+    let (mut year, mut month, mut day, mut hour, mut min, mut sec) = (0i64, 0, 0, 0, 0, 0);
+    let mut nanos: u32 = 0;
+    let mut offset: i64 = 0;
+    let mut rest = value;
+    for (prefix, std, std_str) in chunks {
+        match rest.strip_prefix(prefix) {
+            Some(r) => rest = r,
+            None => {
+                // `skip` fails at the first differing byte.
+                let common = rest
+                    .bytes()
+                    .zip(prefix.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                return Err(cannot(&rest[common..], prefix));
+            }
+        }
+        let hold = rest;
+        let bad = || cannot(hold, std_str);
+        match std {
+            Std::Year => {
+                let p = rest.get(..4).ok_or_else(bad)?;
+                if !p.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                year = p.parse().map_err(|_| bad())?;
+                rest = &rest[4..];
+            }
+            Std::Month | Std::Day | Std::Hour | Std::Minute | Std::Second => {
+                let (n, used) = getnum(rest, std != Std::Hour).ok_or_else(bad)?;
+                rest = &rest[used..];
+                match std {
+                    Std::Month if !(1..=12).contains(&n) => return Err(out_of_range("month")),
+                    Std::Month => month = n,
+                    Std::Day => day = n,
+                    Std::Hour if n >= 24 => return Err(out_of_range("hour")),
+                    Std::Hour => hour = n,
+                    Std::Minute if n >= 60 => return Err(out_of_range("minute")),
+                    Std::Minute => min = n,
+                    _ if n >= 60 => return Err(out_of_range("second")),
+                    _ => {
+                        sec = n;
+                        // A fraction the layout does not mention is accepted (any length).
+                        let b = rest.as_bytes();
+                        if !micro
+                            && b.len() >= 2
+                            && (b[0] == b'.' || b[0] == b',')
+                            && digit(rest, 1)
+                        {
+                            let mut n = 2;
+                            while digit(rest, n) {
+                                n += 1;
+                            }
+                            let frac = &rest[1..n.min(10)];
+                            let mut v: u32 = frac.parse().map_err(|_| bad())?;
+                            for _ in frac.len()..9 {
+                                v *= 10;
+                            }
+                            nanos = v;
+                            rest = &rest[n..];
+                        }
+                    }
+                }
+            }
+            Std::Frac6 => {
+                let b = rest.as_bytes();
+                if b.len() < 7 || !(b[0] == b'.' || b[0] == b',') {
+                    return Err(bad());
+                }
+                let digits = rest.get(1..7).ok_or_else(bad)?;
+                if !digits.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                nanos = digits.parse::<u32>().map_err(|_| bad())? * 1000;
+                rest = &rest[7..];
+            }
+            Std::Zone => {
+                if let Some(r) = rest.strip_prefix('Z') {
+                    rest = r;
+                } else {
+                    let b = rest.as_bytes();
+                    if b.len() < 6 || b[3] != b':' {
+                        return Err(bad());
+                    }
+                    let (oh, _) = getnum(rest.get(1..3).ok_or_else(bad)?, true).ok_or_else(bad)?;
+                    let (om, _) = getnum(rest.get(4..6).ok_or_else(bad)?, true).ok_or_else(bad)?;
+                    if oh > 24 {
+                        return Err(out_of_range("time zone offset hour"));
+                    }
+                    if om > 60 {
+                        return Err(out_of_range("time zone offset minute"));
+                    }
+                    offset = match b[0] {
+                        b'+' => oh * 3600 + om * 60,
+                        b'-' => -(oh * 3600 + om * 60),
+                        _ => return Err(bad()),
+                    };
+                    rest = &rest[6..];
+                }
+            }
+        }
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "parsing time {}: extra text: {}",
+            go_quote(value),
+            go_quote(rest)
+        ));
+    }
+    if day < 1 || day > days_in(month, year) {
+        return Err(out_of_range("day"));
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset;
+    Ok((secs, nanos))
+}
+
+/// `metav1.MicroTime` serialisation: UTC, six fractional digits, `Z`.
+pub fn rfc3339_micro(secs: i64, nanos: u32) -> String {
+    let base = rfc3339(secs);
+    format!("{}.{:06}Z", &base[..base.len() - 1], nanos / 1000)
+}
+
 /// `k8s.io/apimachinery/pkg/util/duration.HumanDuration`, fed with milliseconds.
 pub fn human_duration(millis: i64) -> String {
     let seconds = millis / 1000;
@@ -472,6 +661,35 @@ pub fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_time_parsing() {
+        assert_eq!(
+            parse_go_time("2026-11-23T23:40:00.123456+01:00", true)
+                .map(|(s, n)| rfc3339_micro(s, n)),
+            Ok("2026-11-23T22:40:00.123456Z".to_string())
+        );
+        assert_eq!(
+            parse_go_time("2026-11-23T23:40:00Z", true).unwrap_err(),
+            "parsing time \"2026-11-23T23:40:00Z\" as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse \"Z\" as \".000000\""
+        );
+        assert_eq!(
+            parse_go_time("2026-11-23T23:40:00.123456789Z", true).unwrap_err(),
+            "parsing time \"2026-11-23T23:40:00.123456789Z\" as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse \"789Z\" as \"Z07:00\""
+        );
+        assert_eq!(
+            parse_go_time("yesterday", false).unwrap_err(),
+            "parsing time \"yesterday\" as \"2006-01-02T15:04:05Z07:00\": cannot parse \"yesterday\" as \"2006\""
+        );
+        assert_eq!(
+            parse_go_time("2026-02-30T00:00:00Z", false).unwrap_err(),
+            "parsing time \"2026-02-30T00:00:00Z\": day out of range"
+        );
+        assert_eq!(
+            parse_go_time("2026-11-23T23:40:00.5Z", false).map(|(s, _)| rfc3339(s)),
+            Ok("2026-11-23T23:40:00Z".to_string())
+        );
+    }
 
     #[test]
     fn time_round_trip() {

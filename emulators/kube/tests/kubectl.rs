@@ -1,11 +1,15 @@
 //! Drives the emulator with the real `kubectl` binary (discovery, OpenAPI-based server-side
 //! field validation, client- and server-side apply, Table output, wait, delete with
-//! finalizers). Skipped, with a printed reason, when `kubectl` is not on PATH.
+//! finalizers, `explain` from the OpenAPI v3 schemas, `describe` with the object's events).
+//! Without `kubectl` on PATH the tests are skipped with a printed reason, except in CI (`CI`
+//! set), where that is a failure.
 
 mod common;
 
 use common::*;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube_emulator::KubeEmulator;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,30 @@ fn kubectl_available() -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// Whether `test` can run: without kubectl it is skipped locally (printed) and fails in CI.
+fn require_kubectl(test: &str) -> bool {
+    if kubectl_available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: `kubectl` (1.32) is not on PATH and CI is set; install it, or unset CI to skip"
+    );
+    println!("SKIPPED {test}: `kubectl` is not on PATH");
+    false
+}
+
+/// The CRD the operator ships (not the test fixture): what users `kubectl explain`.
+fn shipped_crd() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crds/registryattachments.acrattach.io.yaml")
+}
+
+/// Whitespace-insensitive text, since kubectl re-wraps descriptions at 80 columns.
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// An isolated kubectl environment: its own kubeconfig, HOME and discovery cache.
@@ -93,18 +121,19 @@ fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-/// Splits a `kubectl get` table into cells by the header's column positions
-/// (null cells print as blanks).
+/// Splits a `kubectl get` table into cells by the header's column positions (null cells
+/// print as blanks). Headers may contain single spaces (`LAST SEEN`): columns are at least
+/// two spaces apart.
 fn table_rows(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut lines = out.lines();
     let header = lines.next().unwrap_or("");
     let mut starts = Vec::new();
-    let mut prev_space = true;
+    let mut spaces = 2;
     for (i, c) in header.char_indices() {
-        if c != ' ' && prev_space {
+        if c != ' ' && spaces >= 2 {
             starts.push(i);
         }
-        prev_space = c == ' ';
+        spaces = if c == ' ' { spaces + 1 } else { 0 };
     }
     let cut = |line: &str| -> Vec<String> {
         starts
@@ -132,8 +161,7 @@ fn path_str(p: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_end_to_end() {
-    if !kubectl_available() {
-        println!("SKIPPED kubectl_end_to_end: `kubectl` is not on PATH");
+    if !require_kubectl("kubectl_end_to_end") {
         return;
     }
     let emu = KubeEmulator::start().await.unwrap();
@@ -439,4 +467,332 @@ async fn kubectl_end_to_end() {
         out.contains("registryattachments") && out.contains("ra"),
         "{out}"
     );
+}
+
+/// Applies the shipped CRD with kubectl and waits until it is Established.
+async fn install_shipped_crd(k: &Kubectl) -> serde_json::Value {
+    let path = shipped_crd();
+    k.ok(&["apply", "-f", &path_str(&path)]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/registryattachments.acrattach.io",
+        "--timeout=20s",
+    ])
+    .await;
+    let text = std::fs::read_to_string(&path).expect("shipped CRD readable");
+    serde_saphyr::from_str(&text).expect("shipped CRD is YAML")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explain_renders_the_crd_schema() {
+    if !require_kubectl("kubectl_explain_renders_the_crd_schema") {
+        return;
+    }
+    let emu = KubeEmulator::start().await.unwrap();
+    let k = Kubectl::new(&emu);
+    let crd = install_shipped_crd(&k).await;
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let spec = &schema["properties"]["spec"];
+    let desc = |v: &serde_json::Value| squash(v["description"].as_str().expect("described"));
+
+    emu.clear_request_log();
+    let out = k.ok(&["explain", "registryattachment.spec"]).await;
+    assert!(out.contains("GROUP:      acrattach.io"), "{out}");
+    assert!(out.contains("KIND:       RegistryAttachment"), "{out}");
+    assert!(out.contains("VERSION:    v1alpha1"), "{out}");
+    assert!(out.contains("FIELD: spec <Object>"), "{out}");
+    let flat = squash(&out);
+    assert!(
+        flat.contains(&desc(spec)),
+        "spec description missing:\n{out}"
+    );
+    for (field, line) in [
+        ("registry", "registry <Object> -required-"),
+        (
+            "deletionPolicy",
+            "deletionPolicy <string> enum: Delete, Orphan",
+        ),
+        (
+            "role",
+            "role <string> enum: Auto, AcrPull, RepositoryReader",
+        ),
+        ("principal", "principal <Object>"),
+    ] {
+        assert!(flat.contains(line), "{line:?} missing:\n{out}");
+        let d = desc(&spec["properties"][field]);
+        assert!(
+            flat.contains(&d),
+            "description of {field} ({d:?}) missing:\n{out}"
+        );
+    }
+    // kubectl read the OpenAPI v3 document of the group/version (no v2 fallback).
+    let log = emu.request_log();
+    assert!(
+        log.iter().any(|r| r
+            .path
+            .starts_with("/openapi/v3/apis/acrattach.io/v1alpha1?hash=")
+            && r.status == 200),
+        "{:?}",
+        log.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert!(!log.iter().any(|r| r.path.starts_with("/openapi/v2")));
+
+    let out = k
+        .ok(&[
+            "explain",
+            "registryattachments.spec.registry",
+            "--recursive",
+        ])
+        .await;
+    assert!(out.contains("FIELD: registry <Object>"), "{out}");
+    assert!(
+        squash(&out).contains("resourceId <string> -required-"),
+        "{out}"
+    );
+    let out = k.ok(&["explain", "ra.spec.registry.resourceId"]).await;
+    let resource_id = &spec["properties"]["registry"]["properties"]["resourceId"];
+    assert!(squash(&out).contains(&desc(resource_id)), "{out}");
+
+    // The root lists the standard fields; metadata resolves to ObjectMeta.
+    let out = k.ok(&["explain", "ra"]).await;
+    assert!(squash(&out).contains(&desc(schema)), "{out}");
+    for line in [
+        "apiVersion <string>",
+        "kind <string>",
+        "metadata <ObjectMeta>",
+        "spec <Object> -required-",
+        "status <Object>",
+    ] {
+        assert!(squash(&out).contains(line), "{line:?} missing:\n{out}");
+    }
+    let out = k.ok(&["explain", "ra.metadata", "--recursive"]).await;
+    for line in [
+        "finalizers <[]string>",
+        "labels <map[string]string>",
+        "ownerReferences <[]OwnerReference>",
+        "uid <string>",
+    ] {
+        assert!(squash(&out).contains(line), "{line:?} missing:\n{out}");
+    }
+    let out = k.run(&["explain", "ra.spec.nope"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("field \"nope\" does not exist"));
+
+    // Built-ins explain too.
+    let out = k.ok(&["explain", "leases.spec"]).await;
+    assert!(squash(&out).contains("holderIdentity <string>"), "{out}");
+    assert!(squash(&out).contains("renewTime <string>"), "{out}");
+    let out = k
+        .ok(&["explain", "events", "--api-version=events.k8s.io/v1"])
+        .await;
+    assert!(
+        squash(&out).contains("regarding <ObjectReference>"),
+        "{out}"
+    );
+    let out = k.ok(&["explain", "events.involvedObject"]).await;
+    assert!(
+        squash(&out).contains("FIELD: involvedObject <ObjectReference>"),
+        "{out}"
+    );
+    let out = k.ok(&["explain", "namespaces.status"]).await;
+    assert!(
+        squash(&out).contains("phase <string> enum: Active, Terminating"),
+        "{out}"
+    );
+    k.ok(&["explain", "crd.spec.versions", "--recursive"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_shows_the_objects_events() {
+    if !require_kubectl("kubectl_describe_shows_the_objects_events") {
+        return;
+    }
+    let emu = KubeEmulator::start().await.unwrap();
+    let k = Kubectl::new(&emu);
+    install_shipped_crd(&k).await;
+    k.ok(&["apply", "-f", &path_str(&fixture("object.yaml"))])
+        .await;
+    let client = client(&emu).await;
+    let api: Api<RegistryAttachment> = Api::all(client.clone());
+    let obj = api.get("sample").await.unwrap();
+    let other = api
+        .create(&Default::default(), &sample("other"))
+        .await
+        .unwrap();
+
+    // What the operator does: events.k8s.io/v1 through kube's Recorder; a cluster-scoped
+    // object's events go to `default`.
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "acr-attach".into(),
+            instance: Some("acr-attach-7d9f-x2b".into()),
+        },
+    );
+    let attached = Event {
+        type_: EventType::Normal,
+        reason: "Attached".into(),
+        note: Some("granted AcrPull on the registry to the kubelet identity".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&attached, &obj.object_ref(&()))
+        .await
+        .unwrap();
+    recorder
+        .publish(&attached, &obj.object_ref(&()))
+        .await
+        .unwrap();
+    let warning = Event {
+        type_: EventType::Warning,
+        reason: "RoleNotEffective".into(),
+        note: Some("the registry ignores AcrPull".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&warning, &other.object_ref(&()))
+        .await
+        .unwrap();
+
+    emu.clear_request_log();
+    let out = k.ok(&["describe", "registryattachment", "sample"]).await;
+    let events_section = out
+        .split("\nEvents:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section:\n{out}"));
+    let lines: Vec<Vec<&str>> = events_section.lines().map(words).collect();
+    assert_eq!(
+        lines[1],
+        ["Type", "Reason", "Age", "From", "Message"],
+        "{out}"
+    );
+    let row = lines
+        .iter()
+        .find(|l| l.first() == Some(&"Normal"))
+        .unwrap_or_else(|| panic!("no event row:\n{out}"));
+    assert_eq!(row[1], "Attached", "{out}");
+    let row_text = row.join(" ");
+    assert!(
+        row_text.contains("(x2 over"),
+        "the series count shows: {out}"
+    );
+    assert!(
+        row_text.contains("acr-attach granted AcrPull on the registry to the kubelet identity"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("RoleNotEffective"),
+        "another object's event leaked in:\n{out}"
+    );
+    // kubectl asked the core v1 API, across namespaces (the object has none), for exactly
+    // this object.
+    let uid = obj.metadata.uid.clone().unwrap();
+    let log = emu.request_log();
+    let query = log
+        .iter()
+        .find(|r| r.path.starts_with("/api/v1/events?"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no core events list: {:?}",
+                log.iter().map(|r| &r.path).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(query.status, 200);
+    // kubectl builds the selector from a Go map: the terms come in any order.
+    let (params, _) = query.path["/api/v1/events?".len()..]
+        .split_once("&limit=500")
+        .unwrap_or_else(|| panic!("{}", query.path));
+    let selector = params
+        .strip_prefix("fieldSelector=")
+        .unwrap_or_else(|| panic!("{}", query.path))
+        .replace("%3D", "=")
+        .replace("%2C", ",");
+    let mut terms: Vec<&str> = selector.split(',').collect();
+    terms.sort();
+    let uid_term = format!("involvedObject.uid={uid}");
+    assert_eq!(
+        terms,
+        [
+            "involvedObject.kind=RegistryAttachment",
+            "involvedObject.name=sample",
+            "involvedObject.namespace=",
+            uid_term.as_str(),
+        ]
+    );
+
+    let out = k.ok(&["describe", "ra", "other"]).await;
+    assert!(squash(&out).contains("Warning RoleNotEffective"), "{out}");
+
+    // `kubectl get events` resolves to core v1 and prints the server's event Table.
+    let out = k.ok(&["get", "events", "-A"]).await;
+    let (header, rows) = table_rows(&out);
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "LAST SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "MESSAGE"
+        ],
+        "{out}"
+    );
+    let attached_row = rows
+        .iter()
+        .find(|r| r[3] == "Attached")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(attached_row[0], "default");
+    assert_eq!(attached_row[2], "Normal");
+    assert_eq!(attached_row[4], "registryattachment/sample");
+    assert_eq!(
+        attached_row[5],
+        "granted AcrPull on the registry to the kubelet identity"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[3] == "RoleNotEffective" && r[4] == "registryattachment/other"),
+        "{out}"
+    );
+    let out = k
+        .ok(&["get", "events.events.k8s.io", "-n", "default", "-o", "wide"])
+        .await;
+    let (header, rows) = table_rows(&out);
+    assert_eq!(
+        header,
+        [
+            "LAST SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "SUBOBJECT",
+            "SOURCE",
+            "MESSAGE",
+            "FIRST SEEN",
+            "COUNT",
+            "NAME"
+        ],
+        "{out}"
+    );
+    let attached_row = rows
+        .iter()
+        .find(|r| r[2] == "Attached")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(attached_row[5], "acr-attach, acr-attach-7d9f-x2b");
+    assert_eq!(attached_row[8], "2");
+    let out = k
+        .ok(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "involvedObject.name=other",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .await;
+    assert_eq!(out.trim(), "RoleNotEffective");
 }
