@@ -1,7 +1,8 @@
 //! The ARM surface: authentication, throttling, authorization, registries, managed clusters and
 //! Microsoft.Authorization/roleAssignments, in ARM's order of checks and with its error bodies.
 
-use crate::config::UnknownPrincipal;
+use crate::config::{AbacDenialWording, AuthorizationMode, UnknownPrincipal};
+use crate::rbac::{AssignmentAttributes, Condition, RequestContext, grants_action};
 use crate::server::{Reply, Req};
 use crate::state::{
     Bucket, OpKind, Operation, Registry, RoleAssignmentRecord, State, norm_id,
@@ -12,6 +13,7 @@ use serde_json::{Map, Value, json};
 use std::time::SystemTime;
 
 const RA_SEGMENTS: [&str; 3] = ["providers", "Microsoft.Authorization", "roleAssignments"];
+const PERMISSIONS_SEGMENTS: [&str; 3] = ["providers", "Microsoft.Authorization", "permissions"];
 const PRINCIPAL_TYPES: [&str; 5] = [
     "User",
     "Group",
@@ -40,6 +42,10 @@ enum Route {
     Assignments {
         scope: Vec<String>,
     },
+    /// `{scope}/providers/Microsoft.Authorization/permissions`
+    Permissions {
+        scope: Vec<String>,
+    },
     Unknown,
 }
 
@@ -50,6 +56,13 @@ enum ResourceKind {
 }
 
 fn parse_route(segs: &[String]) -> Route {
+    if segs.len() >= 3
+        && (0..3).all(|k| segs[segs.len() - 3 + k].eq_ignore_ascii_case(PERMISSIONS_SEGMENTS[k]))
+    {
+        return Route::Permissions {
+            scope: segs[..segs.len() - 3].to_vec(),
+        };
+    }
     let ra_at = (0..segs.len().saturating_sub(2))
         .rev()
         .find(|&i| (0..3).all(|k| segs[i + k].eq_ignore_ascii_case(RA_SEGMENTS[k])));
@@ -113,6 +126,7 @@ impl Route {
             (Route::Assignment { .. }, "GET") => Some(Operation::GetRoleAssignment),
             (Route::Assignment { .. }, "DELETE") => Some(Operation::DeleteRoleAssignment),
             (Route::Assignments { .. }, "GET") => Some(Operation::ListRoleAssignments),
+            (Route::Permissions { .. }, "GET") => Some(Operation::ListPermissions),
             _ => None,
         }
     }
@@ -121,12 +135,12 @@ impl Route {
     fn subscription(&self) -> String {
         match self {
             Route::Resource { sub, .. } => sub.clone(),
-            Route::Assignment { scope, .. } | Route::Assignments { scope } => {
-                match scope.as_slice() {
-                    [first, sub, ..] if first.eq_ignore_ascii_case("subscriptions") => sub.clone(),
-                    _ => String::new(),
-                }
-            }
+            Route::Assignment { scope, .. }
+            | Route::Assignments { scope }
+            | Route::Permissions { scope } => match scope.as_slice() {
+                [first, sub, ..] if first.eq_ignore_ascii_case("subscriptions") => sub.clone(),
+                _ => String::new(),
+            },
             Route::Unknown => String::new(),
         }
     }
@@ -339,7 +353,79 @@ fn action_matches(rule: &str, action: &str) -> bool {
     }
 }
 
-fn authorize(st: &State, caller: &Caller, op: Operation, target: &str) -> Result<(), Reply> {
+/// What conditions on the caller's assignments may look at for this request.
+#[derive(Default)]
+struct Attributes {
+    /// PUT: the assignment the body describes.
+    request: Option<AssignmentAttributes>,
+    /// DELETE: the assignment being deleted.
+    resource: Option<AssignmentAttributes>,
+    /// DELETE of an assignment that does not exist: there is nothing for a condition to
+    /// constrain, so only the role's actions count (UNCONFIRMED what ARM does).
+    absent_resource: bool,
+}
+
+fn is_role_assignment_action(action: &str) -> bool {
+    action
+        .to_ascii_lowercase()
+        .starts_with("microsoft.authorization/roleassignments/")
+}
+
+/// The caller's assignments at or above `target`, oldest first.
+fn caller_assignments<'a>(
+    st: &'a State,
+    caller_object_id: &'a str,
+    target: &'a str,
+) -> impl Iterator<Item = &'a RoleAssignmentRecord> + 'a {
+    st.assignments.values().filter(move |rec| {
+        rec.principal_id.eq_ignore_ascii_case(caller_object_id) && scope_matches(&rec.scope, target)
+    })
+}
+
+/// `(allowed, a role would have granted it but its condition was not fulfilled)`.
+fn rbac_decision(
+    st: &State,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    attrs: &Attributes,
+) -> (bool, bool) {
+    let ctx = RequestContext {
+        action: action.to_string(),
+        request: attrs.request.clone(),
+        resource: attrs.resource.clone(),
+    };
+    let mut condition_failed = false;
+    for rec in caller_assignments(st, &caller.object_id, target) {
+        let role = rec.role_definition_guid().to_ascii_lowercase();
+        let Some(perms) = st.role_permissions.get(&role) else {
+            continue;
+        };
+        if !grants_action(perms, action) {
+            continue;
+        }
+        let condition = rec.condition.as_deref().filter(|c| !c.trim().is_empty());
+        let fulfilled = match condition {
+            None => true,
+            Some(_) if attrs.absent_resource => true,
+            // A condition the emulator cannot parse grants nothing.
+            Some(text) => Condition::parse(text).is_ok_and(|c| c.fulfilled(&ctx)),
+        };
+        if fulfilled {
+            return (true, false);
+        }
+        condition_failed = true;
+    }
+    (false, condition_failed)
+}
+
+fn authorize(
+    st: &State,
+    caller: &Caller,
+    op: Operation,
+    target: &str,
+    attrs: &Attributes,
+) -> Result<(), Reply> {
     let Some(action) = op.action() else {
         return Ok(());
     };
@@ -349,17 +435,122 @@ fn authorize(st: &State, caller: &Caller, op: Operation, target: &str) -> Result
         }) && action_matches(&rule.action, action)
             && scope_matches(&rule.scope_prefix, target)
     });
-    if denied {
-        return Err(arm_error(
-            403,
-            "AuthorizationFailed",
-            &format!(
-                "The client '{}' with object id '{}' does not have authorization to perform action '{action}' over scope '{target}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-                caller.client_id, caller.object_id
-            ),
-        ));
+    let (allowed, condition_failed) = match (denied, st.authorization) {
+        (true, _) => (false, false),
+        (false, AuthorizationMode::AllowAll) => (true, false),
+        (false, AuthorizationMode::Rbac) => rbac_decision(st, caller, action, target, attrs),
+    };
+    if allowed {
+        return Ok(());
     }
-    Ok(())
+    let abac_wording = condition_failed
+        || (st.faults.abac_denial_wording == AbacDenialWording::RoleAssignmentActions
+            && is_role_assignment_action(action));
+    let what = if abac_wording {
+        "does not have authorization or an ABAC condition not fulfilled"
+    } else {
+        "does not have authorization"
+    };
+    Err(arm_error(
+        403,
+        "AuthorizationFailed",
+        &format!(
+            "The client '{}' with object id '{}' {what} to perform action '{action}' over scope '{target}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+            caller.client_id, caller.object_id
+        ),
+    ))
+}
+
+/// The attributes of the assignment a PUT body describes, as far as it can be read.
+fn request_attributes(st: &State, r: &Req) -> Option<AssignmentAttributes> {
+    let body: Value = serde_json::from_slice(&r.body).ok()?;
+    let props = body.get("properties")?;
+    let principal_id = props.get("principalId")?.as_str()?.to_string();
+    let role_definition_id =
+        role_definition_guid(props.get("roleDefinitionId")?.as_str()?)?.to_ascii_lowercase();
+    // Without principalType in the body, the directory's type (ARM's documented default is User).
+    let principal_type = props
+        .get("principalType")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            st.principals
+                .get(&principal_id.to_ascii_lowercase())
+                .map(|p| p.principal_type.clone())
+        })
+        .unwrap_or_else(|| "User".to_string());
+    Some(AssignmentAttributes {
+        role_definition_id,
+        principal_type,
+        principal_id,
+    })
+}
+
+fn record_attributes(rec: &RoleAssignmentRecord) -> AssignmentAttributes {
+    AssignmentAttributes {
+        role_definition_id: rec.role_definition_guid().to_ascii_lowercase(),
+        principal_type: rec.principal_type.clone(),
+        principal_id: rec.principal_id.clone(),
+    }
+}
+
+/// `Microsoft.Authorization/permissions`: one entry per role assignment of the caller at or above
+/// the scope, built from the role's permissions. In `AllowAll` mode, one entry that says what the
+/// emulator enforces: everything, minus the caller's `deny` rules that cover the scope.
+fn list_permissions(st: &State, caller: &Caller, scope: &str, api_version: &str) -> Reply {
+    // Data actions appear in REST responses from api-version 2018-07-01 on.
+    let with_data = api_version
+        .get(..10)
+        .is_none_or(|date| date >= "2018-07-01");
+    let entry = |perms: &crate::config::RolePermissions, condition: Option<(&str, &str)>| {
+        let mut e = json!({"actions": perms.actions, "notActions": perms.not_actions});
+        if with_data {
+            e["dataActions"] = json!(perms.data_actions);
+            e["notDataActions"] = json!(perms.not_data_actions);
+        }
+        if let Some((c, v)) = condition {
+            e["condition"] = json!(c);
+            e["conditionVersion"] = json!(v);
+        }
+        e
+    };
+    let value: Vec<Value> = match st.authorization {
+        AuthorizationMode::AllowAll => {
+            let not_actions: Vec<String> = st
+                .deny
+                .iter()
+                .filter(|rule| {
+                    rule.caller.as_deref().is_none_or(|c| {
+                        c.eq_ignore_ascii_case(&caller.object_id)
+                            || c.eq_ignore_ascii_case(&caller.client_id)
+                    }) && scope_matches(&rule.scope_prefix, scope)
+                })
+                .map(|rule| rule.action.clone())
+                .collect();
+            let perms = crate::config::RolePermissions {
+                actions: vec!["*".to_string()],
+                not_actions,
+                ..Default::default()
+            };
+            vec![entry(&perms, None)]
+        }
+        AuthorizationMode::Rbac => caller_assignments(st, &caller.object_id, scope)
+            .map(|rec| {
+                let perms = st
+                    .role_permissions
+                    .get(&rec.role_definition_guid().to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or_default();
+                let condition = rec
+                    .condition
+                    .as_deref()
+                    .filter(|_| st.faults.permissions_show_assignment_conditions)
+                    .map(|c| (c, rec.condition_version.as_deref().unwrap_or("2.0")));
+                entry(&perms, condition)
+            })
+            .collect(),
+    };
+    Reply::json(200, json!({ "value": value }))
 }
 
 fn contains_ci(list: &[String], v: &str) -> bool {
@@ -444,7 +635,23 @@ fn handle_op(
                 if let Err(reply) = check_ra_api_version(st, &api_version) {
                     return reply;
                 }
-                if let Err(reply) = authorize(st, caller, op, target) {
+                let scope_text = format!("/{}", scope.join("/"));
+                let attrs = match op {
+                    Operation::PutRoleAssignment => Attributes {
+                        request: request_attributes(st, r),
+                        ..Attributes::default()
+                    },
+                    Operation::DeleteRoleAssignment => {
+                        let existing = find_at_scope(st, &scope_text, name).map(|(_, rec)| rec);
+                        Attributes {
+                            resource: existing.map(record_attributes),
+                            absent_resource: existing.is_none(),
+                            ..Attributes::default()
+                        }
+                    }
+                    _ => Attributes::default(),
+                };
+                if let Err(reply) = authorize(st, caller, op, target, &attrs) {
                     return reply;
                 }
                 if !is_guid(name) {
@@ -467,10 +674,26 @@ fn handle_op(
                 if let Err(reply) = check_ra_api_version(st, &api_version) {
                     return reply;
                 }
-                if let Err(reply) = authorize(st, caller, op, target) {
+                if let Err(reply) = authorize(st, caller, op, target, &Attributes::default()) {
                     return reply;
                 }
                 list_assignments(st, r, scope, endpoint)
+            }
+            Route::Permissions { scope } => {
+                if !contains_ci(&st.api_versions.permissions, &api_version) {
+                    return arm_error(
+                        400,
+                        "InvalidApiVersionParameter",
+                        &format!(
+                            "The api-version '{api_version}' is invalid. The supported versions are '{}'.",
+                            st.api_versions.permissions.join(",")
+                        ),
+                    );
+                }
+                if let Err(reply) = check_scope(st, scope) {
+                    return reply;
+                }
+                list_permissions(st, caller, &format!("/{}", scope.join("/")), &api_version)
             }
             Route::Unknown => arm_error(404, "NotImplementedByEmulator", "Unknown route."),
         }
@@ -583,7 +806,13 @@ fn get_registry(
             .unwrap_or("westus");
         return no_registered_provider(api_version, location, "registries", &supported);
     }
-    if let Err(reply) = authorize(st, caller, Operation::GetRegistry, target) {
+    if let Err(reply) = authorize(
+        st,
+        caller,
+        Operation::GetRegistry,
+        target,
+        &Attributes::default(),
+    ) {
         return reply;
     }
     if let Err(reply) = check_parents(st, sub, rg) {
@@ -683,7 +912,13 @@ fn get_cluster(
             &st.api_versions.managed_clusters,
         );
     }
-    if let Err(reply) = authorize(st, caller, Operation::GetManagedCluster, target) {
+    if let Err(reply) = authorize(
+        st,
+        caller,
+        Operation::GetManagedCluster,
+        target,
+        &Attributes::default(),
+    ) {
         return reply;
     }
     if let Err(reply) = check_parents(st, sub, rg) {

@@ -54,6 +54,44 @@ pub struct TenantConfig {
     pub tls_subject_alt_names: Vec<String>,
     pub api_versions: ApiVersions,
     pub faults: FaultConfig,
+    /// `AllowAll` (default): every authenticated request is authorized unless a `deny` rule says
+    /// otherwise. `Rbac`: requests are authorized from the caller's own role assignments (role
+    /// permissions with wildcards, notActions, and the delegation conditions on them).
+    pub authorization: AuthorizationMode,
+    /// Custom role definitions with their permissions (usable in `roleAssignments`).
+    pub custom_roles: Vec<CustomRole>,
+}
+
+/// How the emulator decides whether an authenticated caller may perform an action.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum AuthorizationMode {
+    /// Everything is allowed unless a `deny` rule matches.
+    #[default]
+    AllowAll,
+    /// ARM's model: an action is allowed when one of the caller's role assignments at or above the
+    /// target grants it (an `actions` pattern matches and no `notActions` pattern of that same
+    /// role does) and the assignment's condition, if any, is fulfilled. `deny` rules still apply.
+    Rbac,
+}
+
+/// A role's permission set, as `GET roleDefinitions` and the permissions API show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RolePermissions {
+    pub actions: Vec<String>,
+    pub not_actions: Vec<String>,
+    pub data_actions: Vec<String>,
+    pub not_data_actions: Vec<String>,
+}
+
+/// A custom role definition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CustomRole {
+    /// The role definition GUID.
+    pub id: String,
+    pub role_name: String,
+    pub permissions: RolePermissions,
 }
 
 impl Default for TenantConfig {
@@ -80,6 +118,8 @@ impl Default for TenantConfig {
             tls_subject_alt_names: Vec::new(),
             api_versions: ApiVersions::default(),
             faults: FaultConfig::default(),
+            authorization: AuthorizationMode::AllowAll,
+            custom_roles: Vec::new(),
         }
     }
 }
@@ -296,6 +336,8 @@ pub struct ApiVersions {
     pub registries_without_role_assignment_mode: Vec<String>,
     pub managed_clusters: Vec<String>,
     pub role_assignments: Vec<String>,
+    /// `Microsoft.Authorization/permissions`; versions before 2018-07-01 have no data actions.
+    pub permissions: Vec<String>,
 }
 
 impl Default for ApiVersions {
@@ -310,6 +352,12 @@ impl Default for ApiVersions {
                 "2020-10-01-preview",
                 "2022-01-01-preview",
                 "2022-04-01",
+            ]),
+            permissions: v(&[
+                "2015-07-01",
+                "2018-01-01-preview",
+                "2022-04-01",
+                "2022-05-01-preview",
             ]),
         }
     }
@@ -375,6 +423,24 @@ pub struct FaultConfig {
     pub role_definition_id_format: RoleDefinitionIdFormat,
     /// `Retry-After` seconds on injected 429/503 responses (`fail_next`, `server_error_rate`).
     pub injected_retry_after_secs: u64,
+    /// Which 403s use ARM's "does not have authorization or an ABAC condition not fulfilled"
+    /// wording. UNCONFIRMED whether ARM uses it for every role-assignment denial (real captures
+    /// show it for callers that simply lack the permission) or only for failed conditions.
+    pub abac_denial_wording: AbacDenialWording,
+    /// UNCONFIRMED. `true`: permissions API entries carry `condition`/`conditionVersion` of the
+    /// caller's role assignment they come from. `false`: only the four permission arrays, as the
+    /// 2022-04-01 schema defines them.
+    pub permissions_show_assignment_conditions: bool,
+}
+
+/// See [`FaultConfig::abac_denial_wording`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum AbacDenialWording {
+    /// Every denied `Microsoft.Authorization/roleAssignments/*` action, and every failed condition.
+    #[default]
+    RoleAssignmentActions,
+    /// Only denials where a role would have granted the action but its condition failed.
+    ConditionFailuresOnly,
 }
 
 impl Default for FaultConfig {
@@ -394,6 +460,8 @@ impl Default for FaultConfig {
             delete_absent_status: 204,
             role_definition_id_format: RoleDefinitionIdFormat::Subscription,
             injected_retry_after_secs: 1,
+            abac_denial_wording: AbacDenialWording::RoleAssignmentActions,
+            permissions_show_assignment_conditions: true,
         }
     }
 }

@@ -63,12 +63,39 @@ fn injected_token_failure(st: &mut State) -> Option<Reply> {
     Some(reply)
 }
 
-/// Issues an opaque token for `identity`, valid for `audience` (a resource, without `/.default`).
+/// Issues a token for `identity`, valid for `audience` (a resource, without `/.default`). It is
+/// shaped like an Entra access token (a JWT whose payload carries `aud`, `iss`, `tid`, `oid`,
+/// `appid`, `iat`/`nbf`/`exp`), so clients can read their own object id from it as they do in
+/// Azure; the signature is random bytes and nothing verifies it: the emulator recognises tokens
+/// by their exact text.
 fn issue(st: &mut State, identity: &IdentityConfig, audience: &str) -> (String, u64, SystemTime) {
+    let now = crate::util::unix_secs(SystemTime::now());
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "arm-emulator"});
+    let claims = serde_json::json!({
+        "aud": audience,
+        "iss": format!("https://sts.windows.net/{}/", st.tenant_id),
+        "iat": now,
+        "nbf": now,
+        "exp": now + st.token_lifetime_secs,
+        "appid": identity.client_id,
+        "idtyp": "app",
+        "oid": identity.object_id,
+        "sub": identity.object_id,
+        "tid": st.tenant_id,
+        "ver": "1.0",
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let signature: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
     let token = format!(
-        "emu.{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
+        "{}.{}.{}",
+        crate::util::base64url(header.to_string().as_bytes()),
+        crate::util::base64url(claims.to_string().as_bytes()),
+        crate::util::base64url(&signature)
     );
     let lifetime = st.token_lifetime_secs;
     let expires_at_wall = SystemTime::now() + Duration::from_secs(lifetime);

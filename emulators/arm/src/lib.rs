@@ -10,9 +10,12 @@
 //!   api-versions that have it) and `Microsoft.ContainerService/managedClusters` (kubelet identity);
 //! - `Microsoft.Authorization/roleAssignments` PUT/GET/DELETE/LIST at any existing scope, with
 //!   ARM's idempotency, conflict, replication-delay, paging and filter semantics;
+//! - `Microsoft.Authorization/permissions` (what the caller may do at a scope);
 //! - ARM's cross-cutting behaviour: bearer-token checks, per-(caller, subscription) token-bucket
-//!   throttling, AuthorizationFailed, request ids, and injectable faults;
-//! - a handle ([`ArmEmulator`]) to inspect and change state, count calls and read the request log.
+//!   throttling, authorization (allow-all with deny rules, or real RBAC from the caller's role
+//!   assignments including delegation conditions), request ids, and injectable faults;
+//! - a handle ([`ArmEmulator`]) to inspect and change state, count calls and read the request log
+//!   (with each request's User-Agent and client address).
 //!
 //! Each emulator generates its own CA at start; clients trust [`ArmEmulator::ca_pem`] and use
 //! [`ArmEmulator::endpoint`] both as the ARM endpoint and as the authority host.
@@ -21,17 +24,19 @@
 mod arm;
 mod config;
 mod entra;
+mod rbac;
 pub mod roles;
 mod server;
 mod state;
 mod util;
 
 pub use config::{
-    ApiVersions, ClusterConfig, DEFAULT_IDENTITY_HEADER, DEFAULT_OPERATOR_CLIENT_ID,
-    DEFAULT_OPERATOR_CLIENT_SECRET, DEFAULT_OPERATOR_OBJECT_ID, DEFAULT_SUBSCRIPTION_ID,
-    DEFAULT_TENANT_ID, FaultConfig, IdentityConfig, KubeletIdentity, PrincipalConfig,
-    RegistryConfig, RegistryMode, RoleAssignmentConfig, RoleDefinitionIdFormat, TenantConfig,
-    ThrottleConfig, UnknownPrincipal,
+    AbacDenialWording, ApiVersions, AuthorizationMode, ClusterConfig, CustomRole,
+    DEFAULT_IDENTITY_HEADER, DEFAULT_OPERATOR_CLIENT_ID, DEFAULT_OPERATOR_CLIENT_SECRET,
+    DEFAULT_OPERATOR_OBJECT_ID, DEFAULT_SUBSCRIPTION_ID, DEFAULT_TENANT_ID, FaultConfig,
+    IdentityConfig, KubeletIdentity, PrincipalConfig, RegistryConfig, RegistryMode,
+    RoleAssignmentConfig, RoleDefinitionIdFormat, RolePermissions, TenantConfig, ThrottleConfig,
+    UnknownPrincipal,
 };
 pub use roles::*;
 pub use state::{ANONYMOUS, CallCounts, EXTERNAL, LoggedRequest, Operation, RoleAssignmentRecord};
@@ -321,6 +326,11 @@ impl ArmEmulator {
     /// Removes every deny rule.
     pub fn allow_all(&self) {
         self.inner.shared.lock().deny.clear();
+    }
+
+    /// Switches between allow-all (plus deny rules) and real RBAC from role assignments.
+    pub fn set_authorization(&self, mode: AuthorizationMode) {
+        self.inner.shared.lock().authorization = mode;
     }
 
     /// The next `times` requests of `op` fail with `status` (500, 502, 503, 504 or 429 get ARM's

@@ -12,7 +12,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use serde_json::Value;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -141,7 +141,7 @@ fn dispatch(st: &mut State, endpoint: &str, r: &Req) -> Reply {
     crate::arm::handle(st, endpoint, r)
 }
 
-async fn handle(shared: Arc<Shared>, req: Request) -> Response {
+async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request) -> Response {
     let latency = shared.lock().faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
@@ -178,6 +178,8 @@ async fn handle(shared: Arc<Shared>, req: Request) -> Response {
             status: reply.status,
             caller: reply.caller.clone(),
             operation: reply.op,
+            user_agent: r.header("user-agent").map(str::to_string),
+            peer: Some(peer),
         });
         reply
     };
@@ -303,7 +305,6 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let router = axum::Router::new().fallback(move |req: Request| handle(shared.clone(), req));
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -313,7 +314,7 @@ pub(crate) async fn serve(
                 }
             }
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "arm-emulator accept failed");
@@ -322,7 +323,10 @@ pub(crate) async fn serve(
                     }
                 };
                 let acceptor = acceptor.clone();
-                let router = router.clone();
+                // One router per connection, so every request knows which client sent it.
+                let shared = shared.clone();
+                let router = axum::Router::new()
+                    .fallback(move |req: Request| handle(shared.clone(), peer, req));
                 conns.spawn(async move {
                     let tls = match acceptor.accept(stream).await {
                         Ok(t) => t,

@@ -1,13 +1,14 @@
 //! The emulated tenant's mutable state, shared by the HTTP handlers and the test handle.
 
 use crate::config::{
-    ClusterConfig, FaultConfig, IdentityConfig, RegistryConfig, RoleAssignmentConfig,
-    RoleDefinitionIdFormat, TenantConfig,
+    AuthorizationMode, ClusterConfig, FaultConfig, IdentityConfig, RegistryConfig,
+    RoleAssignmentConfig, RoleDefinitionIdFormat, RolePermissions, TenantConfig,
 };
 use crate::roles;
 use crate::util::{Rng, arm_timestamp, is_guid};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 /// Caller recorded for requests that carry no valid token (and token requests for unknown clients).
@@ -29,6 +30,8 @@ pub enum Operation {
     GetRoleAssignment,
     DeleteRoleAssignment,
     ListRoleAssignments,
+    /// `GET {scope}/providers/Microsoft.Authorization/permissions`.
+    ListPermissions,
 }
 
 /// ARM's three throttling buckets.
@@ -64,16 +67,18 @@ impl Operation {
             Operation::GetRegistry
             | Operation::GetManagedCluster
             | Operation::GetRoleAssignment
-            | Operation::ListRoleAssignments => Some(OpKind::Read),
+            | Operation::ListRoleAssignments
+            | Operation::ListPermissions => Some(OpKind::Read),
             Operation::PutRoleAssignment => Some(OpKind::Write),
             Operation::DeleteRoleAssignment => Some(OpKind::Delete),
         }
     }
 
-    /// The RBAC action ARM authorizes the request against.
+    /// The RBAC action ARM authorizes the request against. The permissions API needs none: any
+    /// caller may ask what it may do itself.
     pub fn action(self) -> Option<&'static str> {
         match self {
-            Operation::Token => None,
+            Operation::Token | Operation::ListPermissions => None,
             Operation::GetRegistry => Some("Microsoft.ContainerRegistry/registries/read"),
             Operation::GetManagedCluster => Some("Microsoft.ContainerService/managedClusters/read"),
             Operation::GetRoleAssignment | Operation::ListRoleAssignments => {
@@ -192,6 +197,10 @@ pub struct LoggedRequest {
     pub caller: String,
     /// `None` for requests the emulator does not route.
     pub operation: Option<Operation>,
+    /// The request's `User-Agent` header, as sent.
+    pub user_agent: Option<String>,
+    /// The client's address (one per connection, so two processes never share one).
+    pub peer: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +258,10 @@ pub(crate) struct State {
     pub identities: Vec<IdentityConfig>,
     pub principals: HashMap<String, Principal>,
     pub role_definitions: HashSet<String>,
+    /// Permissions per role definition GUID (built-ins and `customRoles`); roles listed only in
+    /// `roleDefinitions` have none.
+    pub role_permissions: HashMap<String, RolePermissions>,
+    pub authorization: AuthorizationMode,
     /// Keyed by creation sequence number, which is also the LIST order and the `$skipToken`.
     pub assignments: BTreeMap<u64, RoleAssignmentRecord>,
     next_seq: u64,
@@ -314,6 +327,11 @@ impl State {
                 .iter()
                 .map(|(g, _)| g.to_string())
                 .collect(),
+            role_permissions: roles::BUILT_IN
+                .iter()
+                .map(|r| (r.guid.to_string(), r.permissions()))
+                .collect(),
+            authorization: config.authorization,
             assignments: BTreeMap::new(),
             next_seq: 1,
             tokens: HashMap::new(),
@@ -329,6 +347,14 @@ impl State {
         }
         for g in &config.role_definitions {
             st.role_definitions.insert(g.to_ascii_lowercase());
+        }
+        for role in &config.custom_roles {
+            if !is_guid(&role.id) {
+                return Err(format!("customRoles id '{}' is not a GUID", role.id));
+            }
+            let guid = role.id.to_ascii_lowercase();
+            st.role_definitions.insert(guid.clone());
+            st.role_permissions.insert(guid, role.permissions.clone());
         }
         for s in &config.subscriptions {
             st.subscriptions.insert(s.to_ascii_lowercase());

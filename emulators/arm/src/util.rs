@@ -115,6 +115,23 @@ pub fn guid_hex(s: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Base64url without padding (RFC 7515 §2), as JWT segments use.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for k in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 /// splitmix64: tiny, seedable, good enough to decide which requests fail.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -169,6 +186,22 @@ mod tests {
                 ("$filter".to_string(), "principalId eq 'x'".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648_test_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64url(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
     }
 
     #[test]

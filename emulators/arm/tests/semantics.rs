@@ -647,7 +647,7 @@ async fn authorization_failed_403() {
     assert_eq!(
         r.message(),
         format!(
-            "The client '{}' with object id '{}' does not have authorization to perform action 'Microsoft.Authorization/roleAssignments/write' over scope '{scope}/providers/Microsoft.Authorization/roleAssignments/{name}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+            "The client '{}' with object id '{}' does not have authorization or an ABAC condition not fulfilled to perform action 'Microsoft.Authorization/roleAssignments/write' over scope '{scope}/providers/Microsoft.Authorization/roleAssignments/{name}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
             op.client_id, op.object_id
         )
     );
@@ -671,6 +671,11 @@ async fn authorization_failed_403() {
     assert!(
         r.message()
             .contains("'Microsoft.ContainerRegistry/registries/read'")
+    );
+    // Only role-assignment actions get the ABAC wording.
+    assert!(
+        r.message()
+            .contains("does not have authorization to perform action")
     );
 
     api.emu.allow_all();
