@@ -15,7 +15,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tracing::{error, info};
 
 use crate::azure::credential::{AzureSettings, Cloud, CredentialKind};
+use crate::controller::leader::LeaseSettings;
 use crate::controller::{self, KubeletIdentity, Settings};
+use crate::decide::allowlist::AllowList;
 use crate::metrics::Metrics;
 use crate::model::{ClusterId, OwnerId, PrincipalId};
 use crate::telemetry::{self, LogFormat};
@@ -37,6 +39,9 @@ pub enum Command {
     Crd,
     /// Run the operator.
     Run(Box<RunArgs>),
+    /// Preflight: would attaching work? Reads Azure and the cluster, never writes; exit 0 only
+    /// when everything would work.
+    Check(Box<crate::check::CheckArgs>),
     /// Run the operator against an embedded Kubernetes API emulator and ARM emulator, with the
     /// examples applied; drive it with kubectl.
     #[cfg(feature = "sandbox")]
@@ -156,6 +161,49 @@ pub struct RunArgs {
     /// tracing filter, e.g. "info" or "acr_attach=debug" (default: RUST_LOG, else info).
     #[arg(long, env = "ACR_ATTACH_LOG_FILTER")]
     pub log_filter: Option<String>,
+
+    /// Only registries in these subscriptions (comma-separated GUIDs); empty: any.
+    #[arg(long, env = "ACR_ATTACH_ALLOWED_SUBSCRIPTIONS", value_delimiter = ',')]
+    pub allowed_subscriptions: Vec<String>,
+    /// Only registries in these resource groups (comma-separated `<subscriptionId>/<resourceGroup>`); empty: any.
+    #[arg(
+        long,
+        env = "ACR_ATTACH_ALLOWED_RESOURCE_GROUPS",
+        value_delimiter = ','
+    )]
+    pub allowed_resource_groups: Vec<String>,
+    /// Only these registries (comma-separated resource ids); empty: any.
+    #[arg(long, env = "ACR_ATTACH_ALLOWED_REGISTRIES", value_delimiter = ',')]
+    pub allowed_registries: Vec<String>,
+    /// Login servers must end with this suffix (default: the cloud's, e.g. .azurecr.io); "" skips the check.
+    #[arg(long, env = "ACR_ATTACH_REGISTRY_SUFFIX")]
+    pub registry_suffix: Option<String>,
+
+    /// Elect a leader among replicas on a coordination.k8s.io Lease; only the leader reconciles.
+    #[arg(long, env = "ACR_ATTACH_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_election: bool,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else "default").
+    #[arg(long, env = "ACR_ATTACH_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    #[arg(
+        long,
+        env = "ACR_ATTACH_LEADER_ELECTION_LEASE_NAME",
+        default_value = "acr-attach"
+    )]
+    pub leader_election_lease_name: String,
+    /// How long a lease is valid without renewal: the longest a standby waits after a leader dies.
+    #[arg(long, env = "ACR_ATTACH_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// A leader that could not renew for this long stops reconciling (before its lease can expire).
+    #[arg(long, env = "ACR_ATTACH_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Duration,
+    /// How often contenders try to acquire or renew.
+    #[arg(long, env = "ACR_ATTACH_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
+
+    /// On SIGTERM, how long in-flight reconciles may take before the process exits anyway.
+    #[arg(long, env = "ACR_ATTACH_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 impl RunArgs {
@@ -172,6 +220,7 @@ impl RunArgs {
             // Secrets only from the environment, never a flag visible in `ps`.
             client_secret: std::env::var("AZURE_CLIENT_SECRET").ok().map(Secret::new),
             federated_token_file: self.federated_token_file.clone(),
+            instance: std::env::var("POD_NAME").ok(),
         }
     }
 
@@ -189,11 +238,55 @@ impl RunArgs {
             resync: self.resync,
             principal_grace: self.principal_grace,
             stalled_retry: self.stalled_retry,
+            allow_list: self.allow_list()?,
+            registry_suffix: self.registry_suffix(),
             ..Settings::new(kubelet_identity, owner)
         })
     }
 
-    async fn kube_client(&self) -> Result<kube::Client, String> {
+    /// The Lease to elect a leader on, when --leader-election is on.
+    pub fn lease_settings(&self) -> Result<Option<LeaseSettings>, String> {
+        if !self.leader_election {
+            return Ok(None);
+        }
+        let namespace = self
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|namespace| !namespace.trim().is_empty())
+            .unwrap_or_else(|| "default".to_string());
+        let lease = LeaseSettings {
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+            ..LeaseSettings::new(
+                namespace,
+                &self.leader_election_lease_name,
+                crate::controller::leader::default_identity(),
+            )
+        };
+        lease.validate()?;
+        Ok(Some(lease))
+    }
+
+    pub fn allow_list(&self) -> Result<AllowList, String> {
+        AllowList::new(
+            &self.allowed_subscriptions,
+            &self.allowed_resource_groups,
+            &self.allowed_registries,
+        )
+    }
+
+    /// The login-server suffix to enforce: the flag's (empty disables), else the cloud's.
+    pub fn registry_suffix(&self) -> Option<String> {
+        match self.registry_suffix.as_deref().map(str::trim) {
+            Some("") => None,
+            Some(suffix) => Some(suffix.to_string()),
+            None => Some(self.cloud.registry_suffix().to_string()),
+        }
+    }
+
+    pub async fn kube_client(&self) -> Result<kube::Client, String> {
         let config = match &self.kubeconfig {
             Some(path) => {
                 let kubeconfig = Kubeconfig::read_from(path)
@@ -227,18 +320,28 @@ pub async fn cluster_owner_id(client: &kube::Client) -> Result<OwnerId, String> 
         .ok_or_else(|| "the kube-system namespace has no uid; pass --owner-id".to_string())
 }
 
-/// Runs the operator until `shutdown` resolves; configuration errors come back as text.
+/// Runs the operator until `shutdown` resolves; configuration errors come back as text. Losing
+/// leadership is an error too: the process must exit and come back as a standby.
 pub async fn run_operator(
     args: &RunArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), String> {
     // Refuse bad flags before touching anything.
     args.controller_settings(OwnerId::new("unresolved"))?;
+    let election = args.lease_settings()?;
     let metrics = Arc::new(Metrics::default());
     let azure = args
         .azure_settings()
         .arm_client(metrics.clone())
         .map_err(|e| e.to_string())?;
+    // Bind before anything slow, so a port already in use fails the start instead of leaving a
+    // pod that can never pass its probes.
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("--metrics-addr {}: {e}", args.metrics_addr))?;
+    if let Ok(address) = listener.local_addr() {
+        info!(%address, "serving /metrics, /healthz and /readyz");
+    }
     let client = args.kube_client().await?;
     let owner = match &args.owner_id {
         Some(owner) => OwnerId::new(owner),
@@ -248,33 +351,43 @@ pub async fn run_operator(
     if settings.resync < Duration::from_secs(60) {
         tracing::warn!(resync = ?settings.resync, "a resync shorter than a minute reads ARM often; 10m is the default");
     }
-    let metrics_addr = args.metrics_addr;
     let served = metrics.clone();
     let readiness = Arc::new(crate::http::Readiness::default());
     let reported = readiness.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::http::serve(metrics_addr, served, reported).await {
-            error!(address = %metrics_addr, error = %e, "metrics endpoint failed");
+        if let Err(e) = crate::http::serve_on(listener, served, reported).await {
+            error!(error = %e, "metrics endpoint failed");
         }
     });
     info!(
         resync = ?settings.resync,
         kubelet = %settings.kubelet_identity,
         credential = ?args.credential,
+        leader_election = election.is_some(),
         "starting"
     );
-    let instance = std::env::var("POD_NAME").ok();
-    controller::run(
+    let options = controller::RunOptions {
+        instance: std::env::var("POD_NAME").ok(),
+        election,
+        shutdown_grace: args.shutdown_grace,
+    };
+    match controller::run(
         client,
         Arc::new(azure),
         settings,
         metrics,
         readiness,
-        instance,
+        options,
         shutdown,
     )
-    .await;
-    Ok(())
+    .await
+    {
+        controller::Stopped::Shutdown => Ok(()),
+        controller::Stopped::LostLeadership => {
+            Err("lost leadership to another replica; exiting to restart as a standby".to_string())
+        }
+        controller::Stopped::ElectionRefused => Err("leader election did not start".to_string()),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -326,6 +439,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Check(args) => crate::check::main(&args),
         Command::Crd => {
             print!("{}", crate::crd::crd_yaml());
             ExitCode::SUCCESS
@@ -337,9 +451,10 @@ pub fn main(cli: Cli) -> ExitCode {
             };
             match runtime.block_on(run_operator(&args, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(message) => {
-                    error!(%message, "cannot start");
-                    eprintln!("acr-attach: {message}");
+                Err(problem) => {
+                    // The one report of a startup failure: a single structured line (JSON or
+                    // text, as configured) on stderr.
+                    error!(error = %problem, "cannot start");
                     ExitCode::from(2)
                 }
             }

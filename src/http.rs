@@ -12,16 +12,31 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// Ready once the controller has listed every RegistryAttachment (its watch cache is warm).
+/// Ready once the controller has listed every RegistryAttachment (its watch cache is warm), on
+/// the leader and on a standby alike: both are healthy members of the Deployment. The body says
+/// which role this replica has.
 #[derive(Default)]
-pub struct Readiness(AtomicBool);
+pub struct Readiness {
+    synced: AtomicBool,
+    leading: AtomicBool,
+}
 
 impl Readiness {
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::SeqCst);
     }
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
+    }
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::SeqCst);
+    }
+    pub fn role(&self) -> &'static str {
+        if self.leading.load(Ordering::SeqCst) {
+            "leader"
+        } else {
+            "standby"
+        }
     }
 }
 
@@ -32,8 +47,9 @@ struct Endpoints {
 }
 
 async fn ready(State(endpoints): State<Endpoints>) -> impl IntoResponse {
-    if endpoints.readiness.is_ready() {
-        (StatusCode::OK, "ok")
+    let readiness = &endpoints.readiness;
+    if readiness.is_synced() {
+        (StatusCode::OK, readiness.role())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -67,6 +83,15 @@ pub async fn serve(
     readiness: Arc<Readiness>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
+    serve_on(listener, metrics, readiness).await
+}
+
+/// Serves on a listener bound earlier (so a bind failure can stop the start).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+) -> std::io::Result<()> {
     axum::serve(listener, router(metrics, readiness)).await
 }
 
@@ -97,8 +122,16 @@ mod tests {
             get(app.clone(), "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        readiness.set_ready();
-        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+        readiness.set_synced();
+        assert_eq!(
+            get(app.clone(), "/readyz").await,
+            (StatusCode::OK, "standby".to_string())
+        );
+        readiness.set_leading(true);
+        assert_eq!(
+            get(app.clone(), "/readyz").await,
+            (StatusCode::OK, "leader".to_string())
+        );
         assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
         let (status, body) = get(app, "/metrics").await;
         assert_eq!(status, StatusCode::OK);

@@ -7,6 +7,7 @@
 //! with `metrics`, `http` and `telemetry` at the edges.
 
 pub mod azure;
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod crd;

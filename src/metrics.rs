@@ -1,5 +1,7 @@
-//! Prometheus metrics: reconcile outcomes and latency, ARM requests by operation and status, and
-//! ARM's remaining rate-limit budget as last reported. Served on `/metrics` by `http`.
+//! Prometheus metrics: reconcile outcomes and latency, ARM requests by operation and status, ARM's
+//! throttling (429s, Retry-After waited, remaining budget), attachments by Ready reason, time from a
+//! spec change to Ready, deferred re-verifications, leadership and build info. Served on
+//! `/metrics` by `http`.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,6 +32,23 @@ struct BudgetLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttachmentLabels {
+    /// The Ready condition's status: True, False or Unknown (no status written yet).
+    pub ready: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
 const RATE_LIMIT_HEADERS: [(&str, &str); 3] = [
     ("x-ms-ratelimit-remaining-subscription-reads", "reads"),
     ("x-ms-ratelimit-remaining-subscription-writes", "writes"),
@@ -42,6 +61,12 @@ pub struct Metrics {
     reconcile_seconds: Histogram,
     arm_requests: Family<ArmLabels, Counter>,
     arm_budget: Family<BudgetLabels, Gauge>,
+    arm_throttled: Counter,
+    arm_retry_after_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    attachments: Family<AttachmentLabels, Gauge>,
+    generation_to_ready_seconds: Histogram,
+    verification_deferred: Family<ReasonLabels, Counter>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,12 +96,65 @@ impl Default for Metrics {
             "Remaining ARM request budget for the operator's identity, as last reported by ARM",
             arm_budget.clone(),
         );
+        let arm_throttled = Counter::default();
+        registry.register(
+            "arm_throttled",
+            "ARM answers of 429 Too Many Requests",
+            arm_throttled.clone(),
+        );
+        let arm_retry_after_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "arm_retry_after_seconds",
+            "Seconds ARM asked the operator to wait (Retry-After of 429 answers); requests to that subscription are held back meanwhile",
+            arm_retry_after_seconds.clone(),
+        );
+        let attachments = Family::<AttachmentLabels, Gauge>::default();
+        registry.register(
+            "attachments",
+            "RegistryAttachments by the status and reason of their Ready condition",
+            attachments.clone(),
+        );
+        let generation_to_ready_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 14));
+        registry.register(
+            "generation_to_ready_seconds",
+            "Time from a new generation of a RegistryAttachment (creation or spec change) to Ready=True for it",
+            generation_to_ready_seconds.clone(),
+        );
+        let verification_deferred = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "verification_deferred",
+            "Re-verifications of a Ready attachment that failed transiently and were retried (Ready stays True; status.lastSyncTime ages)",
+            verification_deferred.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the leader and reconciles, 0 while it is a standby",
+            leader.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the version of this binary in the label",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
         Self {
             registry: Mutex::new(registry),
             reconciliations,
             reconcile_seconds,
             arm_requests,
             arm_budget,
+            arm_throttled,
+            arm_retry_after_seconds,
+            attachments,
+            generation_to_ready_seconds,
+            verification_deferred,
+            leader,
         }
     }
 }
@@ -113,6 +191,36 @@ impl Metrics {
                     .set(remaining);
             }
         }
+    }
+
+    /// A 429 whose Retry-After holds back the subscription for `wait`.
+    pub fn arm_throttled(&self, wait: Duration) {
+        self.arm_throttled.inc();
+        self.arm_retry_after_seconds.inc_by(wait.as_secs_f64());
+    }
+
+    /// Replaces the attachment counts by Ready status and reason.
+    pub fn set_attachments(&self, counts: impl IntoIterator<Item = (AttachmentLabels, i64)>) {
+        self.attachments.clear();
+        for (labels, count) in counts {
+            self.attachments.get_or_create(&labels).set(count);
+        }
+    }
+
+    pub fn generation_ready(&self, took: Duration) {
+        self.generation_to_ready_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn verification_deferred(&self, reason: &str) {
+        self.verification_deferred
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Prometheus text exposition format.

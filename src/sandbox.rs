@@ -84,6 +84,16 @@ pub struct Sandbox {
     pub kubeconfig: PathBuf,
     pub ca_file: PathBuf,
     pub tenant: TenantConfig,
+    /// Keep `dir` on exit: the user chose where the kubeconfig goes (and may reuse the files).
+    keep_dir: bool,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 pub fn load_tenant(path: Option<&Path>) -> Result<TenantConfig, String> {
@@ -126,6 +136,7 @@ impl Sandbox {
             .await
             .map_err(|e| format!("Kubernetes API emulator: {e}"))?;
         let dir = scratch_dir()?;
+        let keep_dir = kubeconfig.is_some();
         let kubeconfig = kubeconfig.unwrap_or_else(|| dir.join("kubeconfig"));
         if let Some(parent) = kubeconfig.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -142,6 +153,7 @@ impl Sandbox {
             kubeconfig,
             ca_file,
             tenant,
+            keep_dir,
         })
     }
 
@@ -173,6 +185,7 @@ impl Sandbox {
                 .client_secret
                 .map(azure_core::credentials::Secret::new),
             federated_token_file: None,
+            instance: None,
         })
     }
 
@@ -408,7 +421,11 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
             settings,
             metrics,
             Arc::new(crate::http::Readiness::default()),
-            Some("sandbox".to_string()),
+            controller::RunOptions {
+                instance: Some("sandbox".to_string()),
+                election: None,
+                shutdown_grace: Duration::from_secs(5),
+            },
             async move {
                 let _ = stopped.await;
             },

@@ -64,6 +64,16 @@ impl Operator {
 
     /// `acr-attach run` against the sandbox's emulators, signing in with a client secret.
     fn start(sandbox: &Sandbox, tag: &str) -> Operator {
+        Operator::start_with(sandbox, tag, &[], vec![])
+    }
+
+    /// The same, with extra flags and environment (a replica's POD_NAME, leader election).
+    fn start_with(
+        sandbox: &Sandbox,
+        tag: &str,
+        extra_args: &[&str],
+        extra_env: Vec<(&str, String)>,
+    ) -> Operator {
         let operator = sandbox.arm.operator_identity();
         let endpoint = sandbox.arm.endpoint();
         let args: Vec<OsString> = [
@@ -93,10 +103,71 @@ impl Operator {
             "--extra-ca-file".into(),
             sandbox.ca_file.clone().into_os_string(),
         ])
+        .chain(extra_args.iter().map(OsString::from))
         .collect();
         let secret = operator.client_secret.unwrap_or_default();
         let log = sandbox.dir.join(format!("operator-{tag}.log"));
-        Operator::spawn(args, vec![("AZURE_CLIENT_SECRET", secret)], log)
+        let mut envs = vec![("AZURE_CLIENT_SECRET", secret)];
+        envs.extend(extra_env);
+        Operator::spawn(args, envs, log)
+    }
+
+    /// Sends SIGTERM, as the kubelet does, and waits for the exit status (without blocking the
+    /// runtime, which also serves the emulators the operator still talks to while it stops).
+    async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit 30 s after SIGTERM\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every log line, each parsed as one JSON object with no key twice.
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str::<strict_json::NoDuplicateKeys>(line)
+                    .unwrap_or_else(|e| panic!("log line is not clean JSON ({e}): {line}"));
+                serde_json::from_str(line).unwrap()
+            })
+            .collect()
+    }
+
+    /// The address of /metrics, /readyz and /healthz, as the process logged it at start.
+    async fn metrics_address(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.logs().lines().find_map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                (value["message"] == "serving /metrics, /healthz and /readyz")
+                    .then(|| value["address"].as_str().map(str::to_string))
+                    .flatten()
+            });
+            if let Some(address) = found {
+                return address;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no metrics address logged\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn kill(mut self) {
@@ -114,6 +185,80 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A JSON value that refuses objects with a key twice (serde_json keeps the last silently, so a
+/// log line with two `message` keys would otherwise look fine).
+mod strict_json {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::collections::HashSet;
+
+    pub struct NoDuplicateKeys;
+
+    impl<'de> Deserialize<'de> for NoDuplicateKeys {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(Strict)
+        }
+    }
+
+    struct Strict;
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = NoDuplicateKeys;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(A::Error::custom(format!("duplicate key {key:?}")));
+                }
+                map.next_value::<NoDuplicateKeys>()?;
+            }
+            Ok(NoDuplicateKeys)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+            Ok(NoDuplicateKeys)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(NoDuplicateKeys)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(NoDuplicateKeys)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(NoDuplicateKeys)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(NoDuplicateKeys)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(NoDuplicateKeys)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(NoDuplicateKeys)
+        }
+    }
+}
+
+/// GET over plain HTTP from the operator's own endpoint: (status, body).
+async fn fetch(address: &str, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://{address}{path}")).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// The value of one sample line of the Prometheus text, e.g. `acr_attach_leader`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 async fn start() -> (Sandbox, kube::Client, Api<RegistryAttachment>) {
@@ -348,6 +493,305 @@ async fn an_invalid_object_is_refused_at_admission() {
     assert!(api.get_opt("bad").await.unwrap().is_none());
 }
 
+#[tokio::test]
+async fn probes_metrics_and_json_logs_of_the_real_process() {
+    let (sandbox, _client, api) = start().await;
+    let started = Instant::now();
+    let operator = Operator::start(&sandbox, "observed");
+    let address = operator.metrics_address().await;
+
+    // A readiness probe passes within seconds of start, not after a minute.
+    let body = eventually("/readyz 200", &operator, async || {
+        fetch(&address, "/readyz")
+            .await
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| body)
+    })
+    .await;
+    let to_ready = started.elapsed();
+    println!("/readyz answered 200 after {to_ready:?}");
+    assert!(to_ready < Duration::from_secs(5), "{to_ready:?}");
+    assert_eq!(body, "leader", "a lone replica leads");
+    assert_eq!(fetch(&address, "/healthz").await.map(|r| r.0), Some(200));
+
+    api.create(
+        &PostParams::default(),
+        &attachment("shared", &registry("legacyacr")),
+    )
+    .await
+    .unwrap();
+    eventually("Ready", &operator, async || {
+        api.get("shared").await.ok().filter(ready)
+    })
+    .await;
+
+    // The families a dashboard and the chart's alerts rely on, with their labels.
+    let metrics = eventually("attachments gauge", &operator, async || {
+        let (_, metrics) = fetch(&address, "/metrics").await?;
+        sample(
+            &metrics,
+            "acr_attach_attachments{ready=\"True\",reason=\"Attached\"}",
+        )
+        .filter(|count| *count == 1.0)
+        .map(|_| metrics)
+    })
+    .await;
+    for (series, at_least) in [
+        ("acr_attach_reconciliations_total{outcome=\"ready\"}", 1.0),
+        ("acr_attach_reconcile_duration_seconds_count", 1.0),
+        (
+            "acr_attach_arm_requests_total{operation=\"put_role_assignment\",status=\"201\"}",
+            1.0,
+        ),
+        (
+            "acr_attach_arm_requests_total{operation=\"get_registry\",status=\"200\"}",
+            1.0,
+        ),
+        ("acr_attach_arm_throttled_total", 0.0),
+        ("acr_attach_arm_retry_after_seconds_total", 0.0),
+        ("acr_attach_generation_to_ready_seconds_count", 1.0),
+        ("acr_attach_leader", 1.0),
+        (
+            &format!(
+                "acr_attach_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        ),
+    ] {
+        let value =
+            sample(&metrics, series).unwrap_or_else(|| panic!("{series} missing:\n{metrics}"));
+        assert!(value >= at_least, "{series} = {value}");
+    }
+
+    // SIGTERM: a clean, prompt exit.
+    let (status, took) = operator_exit(operator, &sandbox).await;
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// Terminates the operator and checks its whole log: one JSON object per line, no key twice, one
+/// `reconciled` line per reconcile with the object and the outcome.
+async fn operator_exit(
+    mut operator: Operator,
+    sandbox: &Sandbox,
+) -> (std::process::ExitStatus, Duration) {
+    let (status, took) = operator.terminate().await;
+    let lines = operator.json_lines();
+    let reconciled: Vec<_> = lines
+        .iter()
+        .filter(|line| line["message"] == "reconciled")
+        .collect();
+    assert!(!reconciled.is_empty(), "no per-reconcile line");
+    assert!(
+        reconciled
+            .iter()
+            .all(|line| line["attachment"].is_string() && line["outcome"].is_string()),
+        "{reconciled:?}"
+    );
+    let text = operator.logs();
+    assert!(!text.contains(&sandbox.kube.token()));
+    assert!(!text.contains('\u{1b}'), "no colour codes in a log file");
+    (status, took)
+}
+
+/// ARM writes (role assignment PUT/DELETE) in order, each with the User-Agent that sent it.
+fn arm_writes(sandbox: &Sandbox) -> Vec<String> {
+    sandbox
+        .arm
+        .request_log()
+        .into_iter()
+        .filter(|r| {
+            (r.method == "PUT" || r.method == "DELETE") && r.path.contains("roleAssignments")
+        })
+        .map(|r| r.user_agent.unwrap_or_default())
+        .collect()
+}
+
+async fn role_of(address: &str) -> Option<String> {
+    fetch(address, "/readyz")
+        .await
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_fail_over_and_hand_over_on_sigterm() {
+    let (sandbox, client, api) = start().await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
+    const LEASE: Duration = Duration::from_secs(6);
+    let flags = [
+        "--leader-election",
+        "--leader-election-namespace",
+        "default",
+        "--leader-election-lease-duration",
+        "6s",
+        "--leader-election-renew-deadline",
+        "4s",
+        "--leader-election-retry-period",
+        "1s",
+    ];
+    let replica = |name: &str| {
+        Operator::start_with(&sandbox, name, &flags, vec![("POD_NAME", name.to_string())])
+    };
+    let mut replicas = vec![
+        (replica("replica-a"), "replica-a"),
+        (replica("replica-b"), "replica-b"),
+    ];
+    let mut addresses = Vec::new();
+    for (operator, _) in &replicas {
+        addresses.push(operator.metrics_address().await);
+    }
+
+    // Both pass readiness (the standby's cache is warm too); exactly one leads.
+    let roles = eventually("one leader, one standby", &replicas[0].0, async || {
+        let roles = [role_of(&addresses[0]).await?, role_of(&addresses[1]).await?];
+        let mut sorted = roles.clone();
+        sorted.sort();
+        (sorted == ["leader", "standby"]).then_some(roles)
+    })
+    .await;
+    let leader = usize::from(roles[1] == "leader");
+    let leader_name = replicas[leader].1;
+    let holder = leases
+        .get("acr-attach")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(holder.as_deref(), Some(leader_name));
+
+    api.create(
+        &PostParams::default(),
+        &attachment("first", &registry("legacyacr")),
+    )
+    .await
+    .unwrap();
+    eventually("first Ready", &replicas[leader].0, async || {
+        api.get("first").await.ok().filter(ready)
+    })
+    .await;
+    let writes = arm_writes(&sandbox);
+    assert!(!writes.is_empty());
+    assert!(
+        writes.iter().all(|agent| agent.contains(leader_name)),
+        "only the leader wrote to Azure: {writes:?}"
+    );
+
+    // The leader crashes (SIGKILL, lease not released): the standby takes over after the lease
+    // runs out, and not before.
+    let before_crash = writes.len();
+    let crashed = Instant::now();
+    let (dead, _) = replicas.remove(leader);
+    addresses.remove(leader);
+    dead.kill();
+    let (survivor, survivor_name) = replicas.remove(0);
+    let survivor_address = addresses.remove(0);
+    eventually("the standby leads", &survivor, async || {
+        (role_of(&survivor_address).await? == "leader").then_some(())
+    })
+    .await;
+    let failover = crashed.elapsed();
+    println!("failover after a crash took {failover:?} (lease duration {LEASE:?})");
+    assert!(failover < LEASE + Duration::from_secs(4), "{failover:?}");
+    // The last renewal was at most a retry period before the crash: an earlier takeover would
+    // have stolen a lease that was still valid.
+    assert!(failover > LEASE - Duration::from_secs(2), "{failover:?}");
+
+    api.create(
+        &PostParams::default(),
+        &attachment("second", &registry("abacacr")),
+    )
+    .await
+    .unwrap();
+    eventually("second Ready", &survivor, async || {
+        api.get("second").await.ok().filter(ready)
+    })
+    .await;
+    let after_crash = &arm_writes(&sandbox)[before_crash..];
+    assert!(!after_crash.is_empty());
+    assert!(
+        after_crash
+            .iter()
+            .all(|agent| agent.contains(survivor_name)),
+        "{after_crash:?}"
+    );
+
+    // SIGTERM on the leader with a fresh standby: it releases the lease and exits 0, and the
+    // standby leads well before the lease could have expired.
+    let fresh = replica("replica-c");
+    let fresh_address = fresh.metrics_address().await;
+    eventually("replica-c on standby", &fresh, async || {
+        (role_of(&fresh_address).await? == "standby").then_some(())
+    })
+    .await;
+    let handed_over = Instant::now();
+    let survivor_log = survivor.log.clone();
+    let (status, exited_after) = operator_exit(survivor, &sandbox).await;
+    assert!(status.success(), "{status:?}");
+    println!("the leader exited {exited_after:?} after SIGTERM");
+    let survivor_log = std::fs::read_to_string(survivor_log).unwrap_or_default();
+    eventually("replica-c leads", &fresh, async || {
+        (role_of(&fresh_address).await? == "leader").then_some(())
+    })
+    .await;
+    let takeover = handed_over.elapsed();
+    println!("hand-over on SIGTERM took {takeover:?} (lease duration {LEASE:?})");
+    assert!(
+        takeover < LEASE,
+        "the lease was released, not left to expire: {takeover:?}\n--- old leader ---\n{survivor_log}\n--- new leader ---\n{}",
+        fresh.logs()
+    );
+}
+
+#[test]
+fn a_startup_failure_is_one_json_line() {
+    let output = Command::new(env!("CARGO_BIN_EXE_acr-attach"))
+        .args([
+            "run",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+            "--kubelet-object-id",
+            KUBELET,
+            "--credential",
+            "azure-cli",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let errors: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("cannot start"))
+        .collect();
+    assert_eq!(errors.len(), 1, "printed once: {stderr}");
+    serde_json::from_str::<strict_json::NoDuplicateKeys>(errors[0])
+        .unwrap_or_else(|e| panic!("one clean JSON object ({e}): {}", errors[0]));
+    let line: serde_json::Value = serde_json::from_str(errors[0]).unwrap();
+    assert_eq!(line["level"], "ERROR");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .contains("--kubeconfig /nonexistent/kubeconfig"),
+        "{line}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "nothing but JSON on stderr: {stderr}"
+    );
+}
+
 /// The same lifecycle against a real cluster and real Azure. Needs:
 /// ACR_ATTACH_E2E_KUBECONFIG (a cluster you may install the CRD into), ACR_ATTACH_E2E_REGISTRY_ID
 /// (a registry the operator identity may assign roles on), ACR_ATTACH_E2E_PRINCIPAL_ID (the object
@@ -402,6 +846,7 @@ mod real_cluster {
             federated_token_file: std::env::var("AZURE_FEDERATED_TOKEN_FILE")
                 .ok()
                 .map(PathBuf::from),
+            instance: None,
         }
     }
 

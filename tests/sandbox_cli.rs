@@ -55,6 +55,15 @@ fn sandbox_once_converges_on_the_examples() {
         stdout.contains("Container Registry Repository Reader"),
         "{stdout}"
     );
+    // Its scratch directory (kubeconfig, CA) goes with it: no --kubeconfig was given.
+    let kubeconfig = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("kubeconfig:"))
+        .map(|path| PathBuf::from(path.trim()))
+        .expect("the kubeconfig path is printed");
+    let dir = kubeconfig.parent().unwrap();
+    assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 #[test]
@@ -134,6 +143,10 @@ fn kubectl_drives_the_sandbox_with_the_real_crd() {
         .output()
         .is_err()
     {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubectl is required in CI (CI is set) but is not installed"
+        );
         println!("SKIPPED: kubectl is not installed on this machine");
         return;
     }
@@ -226,6 +239,22 @@ fn kubectl_drives_the_sandbox_with_the_real_crd() {
     ]))
     .0;
     assert_eq!(reason, "RoleNotEffective");
+
+    // As on a real cluster: the schema explains itself, and describe shows the object's events
+    // (served as core/v1 events from the operator's events.k8s.io/v1 ones).
+    let explained = run(&["explain", "registryattachment.spec"]);
+    assert!(explained.status.success(), "{:?}", text(&explained));
+    let (explanation, _) = text(&explained);
+    for field in ["registry", "role", "principal", "deletionPolicy"] {
+        assert!(explanation.contains(field), "{field}: {explanation}");
+    }
+    let described = text(&run(&["describe", "ra", "abac-images"])).0;
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section: {described}"));
+    assert!(events.contains("RoleNotEffective"), "{described}");
+    assert!(events.contains("Warning"), "{described}");
 
     let deleted = run(&["delete", "ra", "shared-images", "--timeout=30s"]);
     assert!(deleted.status.success(), "{:?}", text(&deleted));

@@ -869,10 +869,26 @@ async fn a_throttled_re_read_of_a_ready_attachment_keeps_it_ready() {
     h.settle("shared").await;
     h.arm.fail_next(Operation::GetRegistry, 503, 1);
     h.pass_resync_window();
+    let synced_before = h.status("shared").last_sync_time;
     h.reconcile("shared").await.unwrap();
     assert_eq!(h.condition("shared", "Ready").status, "True");
+    // kstatus checks Reconciling before Ready: it must not turn True for a deferred re-read.
+    let reconciling = h.condition("shared", "Reconciling");
     assert_eq!(
-        h.condition("shared", "Reconciling").reason,
-        reasons::AZURE_UNAVAILABLE
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("False", reasons::VERIFICATION_DEFERRED)
+    );
+    assert!(
+        reconciling.message.contains(reasons::AZURE_UNAVAILABLE),
+        "{}",
+        reconciling.message
+    );
+    // The staleness shows: lastSyncTime still names the last confirmation.
+    assert_eq!(h.status("shared").last_sync_time, synced_before);
+    assert!(
+        h.metrics()
+            .contains("acr_attach_verification_deferred_total{reason=\"AzureUnavailable\"} 1"),
+        "{}",
+        h.metrics()
     );
 }

@@ -1,6 +1,14 @@
 //! The real ARM client: typed requests and responses for exactly the operations acr-attach uses,
 //! sent through azure_core's pipeline (bearer-token policy, request ids, user agent) with the
-//! pipeline's own retries switched off, because the controller owns retry timing.
+//! pipeline's own retries switched off, because the controller owns retry timing. Besides the
+//! reconciler's operations it has the read-only ones `acr-attach check` needs: the permissions
+//! API, the operator's own role assignments, and the operator's own object id.
+//!
+//! User-Agent: `acr-attach/<version> [(instance <pod>)] azsdk-rust-acr-attach/<version> (...)`.
+//! azure_core's `application_id` would be the natural place, but it must be at most 24 RFC 9110
+//! token characters (no `/`, and a pod name can be 63 characters), and azure_core panics on
+//! anything else; so a per-call policy that runs after azure_core's own user-agent policy puts
+//! our product token (and the replica's name, sanitised) in front of the SDK's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,8 +18,8 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::{HeaderName, Headers};
-use azure_core::http::policies::Policy;
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
+use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
     ClientOptions, Context, Method, Pipeline, PipelineSendOptions, Request, RetryOptions,
     Transport, Url,
@@ -21,7 +29,8 @@ use serde_json::json;
 
 use super::error::Operation;
 use super::{
-    ArmError, AzureApi, DeleteOutcome, PutOutcome, Registry, RoleAssignment, RoleAssignmentRequest,
+    ArmError, AzureApi, DeleteOutcome, Permission, PutOutcome, Registry, RoleAssignment,
+    RoleAssignmentRequest,
 };
 use crate::metrics::Metrics;
 use crate::model::{ClusterId, PermissionsMode, RegistryId, RoleAssignmentName};
@@ -30,6 +39,8 @@ use crate::model::{ClusterId, PermissionsMode, RegistryId, RoleAssignmentName};
 pub const REGISTRY_API_VERSION: &str = "2025-11-01";
 pub const MANAGED_CLUSTER_API_VERSION: &str = "2025-07-01";
 pub const ROLE_ASSIGNMENT_API_VERSION: &str = "2022-04-01";
+/// First stable Microsoft.Authorization api-version whose permissions include data actions.
+pub const PERMISSIONS_API_VERSION: &str = "2022-04-01";
 
 /// Guards against following a `nextLink` forever if ARM (or an emulator) loops.
 const MAX_LIST_PAGES: usize = 200;
@@ -37,6 +48,9 @@ const MAX_LIST_PAGES: usize = 200;
 pub struct ArmClient {
     pipeline: Pipeline,
     endpoint: Url,
+    /// Kept for `caller_object_id`; the pipeline's bearer policy has its own handle.
+    credential: Arc<dyn TokenCredential>,
+    scope: String,
     metrics: Arc<Metrics>,
     /// Per subscription: no request before this instant, because ARM answered 429 with a
     /// Retry-After. ARM budgets per principal and subscription, so one attachment's 429 holds
@@ -60,11 +74,29 @@ impl ArmClient {
         transport: Option<Transport>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let auth: Arc<dyn Policy> =
-            Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
+        Self::new_for_instance(endpoint, scope, credential, transport, metrics, None)
+    }
+
+    /// Like `new`, naming the replica (the pod name) in the User-Agent of every ARM request.
+    pub fn new_for_instance(
+        endpoint: Url,
+        scope: String,
+        credential: Arc<dyn TokenCredential>,
+        transport: Option<Transport>,
+        metrics: Arc<Metrics>,
+        instance: Option<&str>,
+    ) -> Self {
+        let auth: Arc<dyn Policy> = Arc::new(BearerTokenAuthorizationPolicy::new(
+            credential.clone(),
+            [scope.clone()],
+        ));
+        let user_agent: Arc<dyn Policy> = Arc::new(ProductUserAgent {
+            product: user_agent_product(instance),
+        });
         let options = ClientOptions {
             retry: RetryOptions::none(),
             transport,
+            per_call_policies: vec![user_agent],
             ..Default::default()
         };
         let pipeline = Pipeline::new(
@@ -78,6 +110,8 @@ impl ArmClient {
         Self {
             pipeline,
             endpoint,
+            credential,
+            scope,
             metrics,
             held_back_until: Mutex::new(HashMap::new()),
         }
@@ -179,6 +213,7 @@ impl ArmClient {
         if status == 429
             && let (Some(subscription), Some(wait)) = (subscription, retry_after(&headers))
         {
+            self.metrics.arm_throttled(wait);
             self.hold_back(subscription, wait);
         }
         Ok(ArmResponse {
@@ -212,6 +247,167 @@ impl ArmClient {
             return Err(response_error(operation, target, &response));
         }
         Self::parse(operation, target, &response)
+    }
+}
+
+impl ArmClient {
+    /// Follows `nextLink` pages of a list at `first`, keeping the token on the ARM endpoint.
+    async fn list_pages<T: for<'de> Deserialize<'de>>(
+        &self,
+        operation: Operation,
+        target: &str,
+        first: Url,
+    ) -> Result<Vec<T>, ArmError> {
+        let mut url = first;
+        let mut items = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let response = self.send(operation, target, Method::Get, url, None).await?;
+            if response.status != 200 {
+                return Err(response_error(operation, target, &response));
+            }
+            let page: ArmPage<T> = Self::parse(operation, target, &response)?;
+            items.extend(page.value);
+            match page.next_link {
+                None => return Ok(items),
+                Some(next) => {
+                    url = Url::parse(&next)
+                        .map_err(|e| decode_error(operation, target, e.to_string()))?;
+                    if url.origin() != self.endpoint.origin() {
+                        return Err(decode_error(
+                            operation,
+                            target,
+                            format!("nextLink points outside the ARM endpoint: {next}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Err(decode_error(
+            operation,
+            target,
+            format!("more than {MAX_LIST_PAGES} pages"),
+        ))
+    }
+
+    /// What the caller (acr-attach's own identity) may do at `scope`: one entry per role
+    /// assignment at or above it. Read-only; the API has no principal parameter.
+    pub async fn list_permissions(&self, scope: &str) -> Result<Vec<Permission>, ArmError> {
+        let operation = Operation::ListPermissions;
+        let path = format!("{scope}/providers/Microsoft.Authorization/permissions");
+        let url = self
+            .url(&path, PERMISSIONS_API_VERSION)
+            .map_err(|e| decode_error(operation, scope, e))?;
+        let entries: Vec<ArmPermission> = self.list_pages(operation, scope, url).await?;
+        Ok(entries.into_iter().map(Permission::from).collect())
+    }
+
+    /// Role assignments of `principal` at or above `scope` (`atScope() and assignedTo(...)`),
+    /// inherited ones included: where the operator's own grants and their conditions live.
+    pub async fn list_role_assignments_of(
+        &self,
+        scope: &str,
+        principal: &str,
+    ) -> Result<Vec<RoleAssignment>, ArmError> {
+        let operation = Operation::ListRoleAssignments;
+        let path = format!("{scope}/providers/Microsoft.Authorization/roleAssignments");
+        let mut url = self
+            .url(&path, ROLE_ASSIGNMENT_API_VERSION)
+            .map_err(|e| decode_error(operation, scope, e))?;
+        url.query_pairs_mut().append_pair(
+            "$filter",
+            &format!("atScope() and assignedTo('{principal}')"),
+        );
+        let items: Vec<ArmRoleAssignment> = self.list_pages(operation, scope, url).await?;
+        Ok(items.into_iter().map(RoleAssignment::from).collect())
+    }
+
+    /// Gets a token now (so a credential problem shows before any ARM call) and reads the
+    /// caller's object id from it: Entra access tokens are JWTs with an `oid` claim. `None` when
+    /// the token is not a JWT (opaque tokens from some test doubles). The signature is not
+    /// checked: this only labels our own identity, it authorizes nothing.
+    pub async fn caller_object_id(&self) -> Result<Option<String>, ArmError> {
+        let token = self
+            .credential
+            .get_token(&[self.scope.as_str()], None)
+            .await
+            .map_err(|error| ArmError::Credential {
+                operation: Operation::GetToken,
+                target: self.scope.clone(),
+                message: error_chain(&error),
+            })?;
+        Ok(jwt_object_id(token.token.secret()))
+    }
+}
+
+/// The `oid` claim of a JWT, if the text is one.
+fn jwt_object_id(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(&base64url_decode(payload)?).ok()?;
+    claims.get("oid")?.as_str().map(str::to_string)
+}
+
+/// Base64url (RFC 4648 §5), padding optional.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// `acr-attach/<version>`, plus `(instance <name>)` with the name reduced to characters that
+/// are safe in an HTTP comment and at most 63 of them (a Kubernetes pod name's length).
+fn user_agent_product(instance: Option<&str>) -> String {
+    let product = format!("acr-attach/{}", env!("CARGO_PKG_VERSION"));
+    let name: String = instance
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(63)
+        .collect();
+    if name.is_empty() {
+        product
+    } else {
+        format!("{product} (instance {name})")
+    }
+}
+
+/// Prefixes azure_core's User-Agent with ours; see the module comment for why not application_id.
+#[derive(Debug)]
+struct ProductUserAgent {
+    product: String,
+}
+
+#[async_trait]
+impl Policy for ProductUserAgent {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let header = HeaderName::from_static("user-agent");
+        let value = match request.headers().get_optional_str(&header) {
+            Some(sdk) if !sdk.is_empty() => format!("{} {sdk}", self.product),
+            _ => self.product.clone(),
+        };
+        request.insert_header(header, value);
+        next[0].send(ctx, request, &next[1..]).await
     }
 }
 
@@ -501,6 +697,40 @@ struct ArmRoleAssignmentPage {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct ArmPage<T> {
+    value: Vec<T>,
+    next_link: Option<String>,
+}
+
+/// Every array is optional in the schema (2015-07-01 has no data actions): missing = empty.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmPermission {
+    #[serde(default)]
+    actions: Vec<String>,
+    #[serde(default)]
+    not_actions: Vec<String>,
+    #[serde(default)]
+    data_actions: Vec<String>,
+    #[serde(default)]
+    not_data_actions: Vec<String>,
+    condition: Option<String>,
+}
+
+impl From<ArmPermission> for Permission {
+    fn from(value: ArmPermission) -> Self {
+        Permission {
+            actions: value.actions,
+            not_actions: value.not_actions,
+            data_actions: value.data_actions,
+            not_data_actions: value.not_data_actions,
+            condition: value.condition.filter(|c| !c.trim().is_empty()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ArmRoleAssignment {
     id: String,
     name: String,
@@ -562,6 +792,49 @@ mod tests {
             token_scope(china.as_str()),
             "https://management.chinacloudapi.cn/.default"
         );
+    }
+
+    #[test]
+    fn the_user_agent_names_the_product_and_a_sanitised_instance() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(user_agent_product(None), format!("acr-attach/{version}"));
+        assert_eq!(
+            user_agent_product(Some("acr-attach-7d9f8-x2x\r\n(evil)")),
+            format!("acr-attach/{version} (instance acr-attach-7d9f8-x2xevil)")
+        );
+        assert_eq!(
+            user_agent_product(Some("  ")),
+            format!("acr-attach/{version}")
+        );
+        let long = "a".repeat(200);
+        assert_eq!(
+            user_agent_product(Some(&long)).len(),
+            format!("acr-attach/{version} (instance )").len() + 63
+        );
+    }
+
+    #[test]
+    fn the_object_id_is_read_from_a_jwt() {
+        // {"alg":"none"} . {"oid":"0a7e0000-0000-4000-8000-00000000b1ec","tid":"t"} . sig
+        let token = "eyJhbGciOiJub25lIn0.eyJvaWQiOiIwYTdlMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMGIxZWMiLCJ0aWQiOiJ0In0.c2ln";
+        assert_eq!(
+            jwt_object_id(token).as_deref(),
+            Some("0a7e0000-0000-4000-8000-00000000b1ec")
+        );
+        assert_eq!(jwt_object_id("opaque-token"), None);
+        assert_eq!(jwt_object_id("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn permissions_without_data_actions_decode() {
+        let page: ArmPage<ArmPermission> = serde_json::from_str(
+            r#"{"value":[{"actions":["*/read"],"notActions":[]}],"nextLink":"nextlink"}"#,
+        )
+        .unwrap();
+        let permission = Permission::from(page.value.into_iter().next().unwrap());
+        assert!(permission.allows("Microsoft.ContainerRegistry/registries/read"));
+        assert!(!permission.allows("Microsoft.Authorization/roleAssignments/write"));
+        assert!(permission.data_actions.is_empty());
     }
 
     #[test]

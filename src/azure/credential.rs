@@ -49,6 +49,15 @@ impl Cloud {
         }
     }
 
+    /// The suffix of every ACR login server in this cloud.
+    pub fn registry_suffix(self) -> &'static str {
+        match self {
+            Cloud::AzurePublic => ".azurecr.io",
+            Cloud::AzureChina => ".azurecr.cn",
+            Cloud::AzureUsGovernment => ".azurecr.us",
+        }
+    }
+
     fn configuration(self) -> CloudConfiguration {
         match self {
             Cloud::AzurePublic => CloudConfiguration::AzurePublic,
@@ -73,6 +82,9 @@ pub struct AzureSettings {
     pub tenant_id: Option<String>,
     pub client_secret: Option<Secret>,
     pub federated_token_file: Option<PathBuf>,
+    /// Which replica is calling (the pod name): sent in the User-Agent, so ARM's logs and the
+    /// emulator can tell replicas apart.
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,9 +131,18 @@ impl AzureSettings {
             }
             builder = builder.tls_certs_merge(certificates);
         }
-        let client = builder
-            .build()
-            .map_err(|e| ConfigError::Http(e.to_string()))?;
+        let client = builder.build().map_err(|e| {
+            // reqwest's own text is only "builder error"; the cause (e.g. "No CA certificates
+            // were loaded from the system") is in the source chain.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            ConfigError::Http(text)
+        })?;
         Ok(Transport::new(Arc::new(client)))
     }
 
@@ -220,12 +241,13 @@ impl AzureSettings {
         let endpoint = self.arm_endpoint()?;
         let scope =
             super::arm::token_scope(self.arm_audience.as_deref().unwrap_or(endpoint.as_str()));
-        Ok(ArmClient::new(
+        Ok(ArmClient::new_for_instance(
             endpoint,
             scope,
             credential,
             Some(transport),
             metrics,
+            self.instance.as_deref(),
         ))
     }
 }

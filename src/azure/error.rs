@@ -14,6 +14,10 @@ pub enum Operation {
     ListRoleAssignments,
     PutRoleAssignment,
     DeleteRoleAssignment,
+    /// `Microsoft.Authorization/permissions` (what the operator's identity may do; `check` only).
+    ListPermissions,
+    /// Getting an access token outside a request (`check` reads its own object id from it).
+    GetToken,
 }
 
 impl Operation {
@@ -24,6 +28,8 @@ impl Operation {
             Operation::ListRoleAssignments => "list_role_assignments",
             Operation::PutRoleAssignment => "put_role_assignment",
             Operation::DeleteRoleAssignment => "delete_role_assignment",
+            Operation::ListPermissions => "list_permissions",
+            Operation::GetToken => "get_token",
         }
     }
 }

@@ -53,6 +53,52 @@ impl RoleAssignment {
     }
 }
 
+/// One entry of `Microsoft.Authorization/permissions`: what one of the caller's role assignments
+/// lets it do at the scope asked about. `condition` is the assignment's ABAC condition when ARM
+/// reports it (the 2022-04-01 schema has no such field, so it may well be absent in Azure).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permission {
+    pub actions: Vec<String>,
+    pub not_actions: Vec<String>,
+    pub data_actions: Vec<String>,
+    pub not_data_actions: Vec<String>,
+    pub condition: Option<String>,
+}
+
+impl Permission {
+    /// An entry allows a control-plane action when one of its `actions` matches and none of its
+    /// own `notActions` does. NotActions are not deny rules: another entry may still allow it.
+    pub fn allows(&self, action: &str) -> bool {
+        self.actions.iter().any(|p| action_matches(p, action))
+            && !self.not_actions.iter().any(|p| action_matches(p, action))
+    }
+}
+
+/// ARM action patterns: `*` matches any run of characters (across `/`), case-insensitively, so
+/// `*`, `*/write`, `Microsoft.Authorization/*` and `Microsoft.Authorization/*/Write` all match
+/// `Microsoft.Authorization/roleAssignments/write`, and `*/read` does not.
+pub fn action_matches(pattern: &str, action: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let action = action.to_ascii_lowercase();
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = action.strip_prefix(first) else {
+        return false;
+    };
+    let tail: Vec<&str> = parts.collect();
+    let Some((last, middle)) = tail.split_last() else {
+        // No star: the whole action must equal the pattern.
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
 /// The assignment acr-attach asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleAssignmentRequest {
@@ -94,4 +140,36 @@ pub trait AzureApi: Send + Sync + 'static {
         request: &RoleAssignmentRequest,
     ) -> Result<PutOutcome, ArmError>;
     async fn delete_role_assignment(&self, assignment_id: &str) -> Result<DeleteOutcome, ArmError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_patterns_match_like_arm() {
+        let write = "Microsoft.Authorization/roleAssignments/write";
+        for pattern in [
+            "*",
+            "*/write",
+            "Microsoft.Authorization/*",
+            "Microsoft.Authorization/*/Write",
+            "microsoft.authorization/roleassignments/*",
+            write,
+        ] {
+            assert!(action_matches(pattern, write), "{pattern}");
+        }
+        for pattern in [
+            "*/read",
+            "Microsoft.Authorization/*/read",
+            "Microsoft.Authorization/roleAssignments/read",
+            "Microsoft.Support/*",
+            "Microsoft.Authorization/roleAssignments/writeX",
+            "*/write/*",
+        ] {
+            assert!(!action_matches(pattern, write), "{pattern}");
+        }
+        assert!(action_matches("a*b*c", "abbbc"));
+        assert!(!action_matches("a*bc*bc", "abc"));
+    }
 }

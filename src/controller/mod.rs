@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod leader;
 pub mod reconcile;
 pub mod shared_reads;
 
@@ -19,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::azure::AzureApi;
 use crate::crd::{RegistryAttachment, SKIP_CLEANUP_ANNOTATION};
+use crate::decide::allowlist::AllowList;
 use crate::metrics::Metrics;
 use crate::model::{ClusterId, OwnerId, PrincipalId};
 use clock::Clock;
@@ -51,6 +53,10 @@ pub struct Settings {
     /// First and longest delay of the transient-failure backoff.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Registries this installation may touch at all (checked before any Azure call).
+    pub allow_list: AllowList,
+    /// Login servers must end with this (the cloud's ACR suffix); `None` skips the check.
+    pub registry_suffix: Option<String>,
 }
 
 impl std::fmt::Display for KubeletIdentity {
@@ -78,6 +84,8 @@ impl Settings {
             stalled_retry: DEFAULT_STALLED_RETRY,
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
+            allow_list: AllowList::default(),
+            registry_suffix: None,
         }
     }
 }
@@ -99,6 +107,11 @@ pub struct Context {
     /// Assignment ids each attachment relies on, as decided in this process: ahead of the watch
     /// cache, which learns of a status write only when its event arrives.
     claims: Mutex<HashMap<String, HashSet<String>>>,
+    /// True while this replica leads (always, without leader election).
+    leading: tokio::sync::watch::Receiver<bool>,
+    /// When this process first saw each (attachment, generation) not yet Ready: the start of the
+    /// generation-to-Ready latency.
+    generation_seen: Mutex<HashMap<(String, i64), Instant>>,
 }
 
 impl Context {
@@ -120,7 +133,41 @@ impl Context {
             principal_missing_since: Mutex::default(),
             registry_locks: Mutex::default(),
             claims: Mutex::default(),
+            leading: tokio::sync::watch::channel(true).1,
+            generation_seen: Mutex::default(),
         }
+    }
+
+    /// Reconcile only while `leading` says so.
+    pub fn with_leadership(mut self, leading: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.leading = leading;
+        self
+    }
+
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// Notes the first sighting of a generation (the start of its way to Ready).
+    pub fn saw_generation(&self, attachment: &str, generation: i64) {
+        let now = self.clock.now();
+        self.generation_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((attachment.to_string(), generation))
+            .or_insert(now);
+    }
+
+    /// The generation is Ready: how long it took since it was first seen, once per generation.
+    pub fn generation_ready(&self, attachment: &str, generation: i64) -> Option<Duration> {
+        let mut seen = self
+            .generation_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let first = seen.remove(&(attachment.to_string(), generation))?;
+        // Older generations of this attachment will never become Ready: forget them.
+        seen.retain(|(name, _), _| name != attachment);
+        Some(self.clock.now().saturating_duration_since(first))
     }
 
     /// Locks the given registries (by key) in a fixed order, so overlapping sets cannot deadlock.
@@ -253,49 +300,211 @@ fn error_policy(
     Action::requeue(ctx.next_backoff(&attachment.name_any(), None))
 }
 
-/// Builds the context over a real cluster and runs the controller until shutdown.
+/// How `run` is to behave beyond the reconciler's settings.
+pub struct RunOptions {
+    /// This replica's name (the pod), for events and the Lease.
+    pub instance: Option<String>,
+    /// Elect a leader on this Lease; `None`: this process is the only replica and always leads.
+    pub election: Option<leader::LeaseSettings>,
+    /// After the shutdown signal, how long in-flight reconciles may run before `run` returns.
+    pub shutdown_grace: Duration,
+}
+
+/// Why `run` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The shutdown signal came (SIGTERM): in-flight work finished or its grace ran out, and the
+    /// Lease was released.
+    Shutdown,
+    /// Another replica holds the Lease now. The process must exit (and restart as a standby):
+    /// anything still in flight here would race the new leader.
+    LostLeadership,
+    /// The election could not start (bad settings).
+    ElectionRefused,
+}
+
+/// Builds the context over a real cluster and runs the controller until shutdown. Every replica
+/// watches (so a standby's cache is warm and `/readyz` can pass); only the leader reconciles.
 pub async fn run(
     client: Client,
     azure: Arc<dyn AzureApi>,
     settings: Settings,
     metrics: Arc<Metrics>,
     readiness: Arc<crate::http::Readiness>,
-    instance: Option<String>,
+    options: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Stopped {
+    let (election, leading) = match options.election {
+        Some(lease) => match leader::LeaderElection::start(client.clone(), lease) {
+            Ok((election, leading)) => (Some(election), leading),
+            Err(problem) => {
+                tracing::error!(error = %problem, "cannot start leader election");
+                return Stopped::ElectionRefused;
+            }
+        },
+        // A lone replica leads from the start; the sender may go, the value stays.
+        None => (None, tokio::sync::watch::channel(true).1),
+    };
     let api = Api::<RegistryAttachment>::all(client.clone());
     let (reader, writer) = reflector::store();
-    let synced = reader.clone();
-    tokio::spawn(async move {
-        if synced.wait_until_ready().await.is_ok() {
-            readiness.set_ready();
-        }
-    });
-    let cluster = Arc::new(KubeCluster::new(client, reader.clone(), instance));
-    let ctx = Arc::new(Context::new(
-        azure,
-        cluster,
-        settings,
-        Arc::new(clock::SystemClock),
-        metrics,
-    ));
+    let cluster = Arc::new(KubeCluster::new(client, reader.clone(), options.instance));
+    let ctx = Arc::new(
+        Context::new(
+            azure,
+            cluster,
+            settings,
+            Arc::new(clock::SystemClock),
+            metrics.clone(),
+        )
+        .with_leadership(leading.clone()),
+    );
+    // Readiness is taken from the stream itself, right after the reflector has applied the end
+    // of the initial list. (`Store::wait_until_ready` is not used: kube-runtime's controller
+    // waits on the same one-shot, and a second waiter may never be woken.)
+    let synced = readiness.clone();
     let triggers = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .applied_objects()
-        .predicate_filter(trigger_fingerprint, PredicateConfig::default());
-    info!("acr-attach controller started");
-    Controller::for_stream(triggers, reader)
-        .with_config(ControllerConfig::default().concurrency(8))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "controller");
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                synced.set_synced();
             }
         })
-        .await;
+        .applied_objects()
+        .predicate_filter(trigger_fingerprint, PredicateConfig::default());
+    let summary = tokio::spawn(report_attachments(reader.clone(), metrics.clone()));
+    let leadership = tokio::spawn(follow_leadership(
+        leading.clone(),
+        readiness.clone(),
+        metrics.clone(),
+    ));
+
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let lost = futures::FutureExt::shared(lost_rx);
+    let stop = {
+        let (shutdown, lost) = (shutdown.clone(), lost.clone());
+        async move {
+            tokio::select! {
+                _ = shutdown => {},
+                _ = lost => {},
+            }
+        }
+    };
+    let watch_leadership = tokio::spawn(signal_lost_leadership(leading.clone(), lost_tx));
+    info!("acr-attach controller started");
+    let mut controller = Box::pin(
+        Controller::for_stream(triggers, reader)
+            .with_config(ControllerConfig::default().concurrency(8))
+            // A replica that becomes leader looks at every attachment at once.
+            .reconcile_all_on(became_leader(leading))
+            .graceful_shutdown_on(stop)
+            .run(reconcile, error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    warn!(%error, "controller");
+                }
+            }),
+    );
+    let grace = options.shutdown_grace;
+    let stopped = tokio::select! {
+        _ = &mut controller => Stopped::Shutdown,
+        _ = lost.clone() => Stopped::LostLeadership,
+        _ = async { shutdown.clone().await; tokio::time::sleep(grace).await } => {
+            warn!(grace = ?grace, "in-flight reconciles did not finish within the shutdown grace; stopping them");
+            Stopped::Shutdown
+        }
+    };
+    // Nothing of ours may run once we stop leading or shut down: dropping the controller cancels
+    // whatever reconcile is still in flight.
+    drop(controller);
+    summary.abort();
+    leadership.abort();
+    watch_leadership.abort();
+    if stopped == Stopped::LostLeadership {
+        tracing::error!("lost leadership: stopping at once so nothing here races the new leader");
+        drop(election);
+    } else if let Some(election) = election {
+        election.release().await;
+        info!("released the leader lease");
+    }
     info!("acr-attach controller stopped");
+    stopped
+}
+
+/// A stream that yields each time this replica becomes leader (including at start, if it leads).
+fn became_leader(
+    leading: tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold((leading, false), |(mut leading, mut was)| async move {
+        loop {
+            let now = *leading.borrow_and_update();
+            let rose = now && !was;
+            was = now;
+            if rose {
+                return Some(((), (leading, was)));
+            }
+            leading.changed().await.ok()?;
+        }
+    })
+}
+
+/// Resolves the oneshot when a replica that led stops leading.
+async fn signal_lost_leadership(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    lost: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut led = false;
+    loop {
+        let now = *leading.borrow_and_update();
+        if led && !now {
+            let _ = lost.send(());
+            return;
+        }
+        led |= now;
+        if leading.changed().await.is_err() {
+            // No election (or it stopped): leadership cannot be lost any more. Keep `lost`
+            // pending rather than dropping it, which would read as a loss.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Mirrors leadership into `/readyz`'s body and the `leader` gauge.
+async fn follow_leadership(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    readiness: Arc<crate::http::Readiness>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let now = *leading.borrow_and_update();
+        readiness.set_leading(now);
+        metrics.set_leader(now);
+        if now {
+            info!("leading: this replica reconciles");
+        } else {
+            info!("standby: another replica leads; keeping the watch cache warm");
+        }
+        if leading.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the `attachments{ready,reason}` gauge in step with the watch cache.
+async fn report_attachments(reader: reflector::Store<RegistryAttachment>, metrics: Arc<Metrics>) {
+    loop {
+        let counts = crate::decide::conditions::count_by_ready(
+            reader
+                .state()
+                .iter()
+                .map(|attachment| attachment.status.as_ref()),
+        );
+        metrics.set_attachments(counts.into_iter().map(|((ready, reason), count)| {
+            (crate::metrics::AttachmentLabels { ready, reason }, count)
+        }));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 #[cfg(test)]

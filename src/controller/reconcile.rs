@@ -19,6 +19,7 @@ use crate::crd::{
     AssignmentStatus, Ownership, RegistryAttachment, RegistryAttachmentStatus, ResolvedPrincipal,
     ResolvedRegistry, SKIP_CLEANUP_ANNOTATION,
 };
+use crate::decide::allowlist::login_server_allowed;
 use crate::decide::conditions::{self, Outcome, escalate_principal_not_found, next_conditions};
 use crate::decide::plan::{CleanupPlan, Ensure, Intent, choose_role, plan_apply, plan_cleanup};
 use crate::decide::reasons;
@@ -53,6 +54,10 @@ pub async fn reconcile(
     attachment: Arc<RegistryAttachment>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    // A standby keeps its cache warm and nothing else; it reconciles everything once it leads.
+    if !ctx.is_leader() {
+        return Ok(Action::await_change());
+    }
     reconcile_once(&attachment, &ctx).await.map(Action::from)
 }
 
@@ -61,18 +66,44 @@ pub async fn reconcile_once(
     ctx: &Context,
 ) -> Result<Next, ReconcileError> {
     let started = ctx.clock.now();
+    let name = attachment.name_any();
     let result = if attachment.is_deleting() {
         detach(attachment, ctx).await
     } else {
+        if let Some(generation) = attachment.metadata.generation
+            && !ready_for(attachment, generation)
+        {
+            ctx.saw_generation(&name, generation);
+        }
         attach(attachment, ctx).await
     };
+    let took = ctx.clock.now().saturating_duration_since(started);
     let label = match &result {
         Ok((_, label)) => *label,
         Err(_) => "error",
     };
-    ctx.metrics
-        .reconciled(label, ctx.clock.now().saturating_duration_since(started));
+    ctx.metrics.reconciled(label, took);
+    // One line per reconcile, whatever happened; failures were detailed where they occurred.
+    match &result {
+        Ok((next, _)) => {
+            info!(attachment = %name, outcome = label, took_ms = took.as_millis() as u64, next = ?next, "reconciled")
+        }
+        Err(error) => {
+            warn!(attachment = %name, outcome = label, took_ms = took.as_millis() as u64, %error, "reconciled")
+        }
+    }
     result.map(|(next, _)| next)
+}
+
+/// Ready=True already describes this generation.
+fn ready_for(attachment: &RegistryAttachment, generation: i64) -> bool {
+    attachment.status.as_ref().is_some_and(|status| {
+        status.observed_generation == Some(generation)
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == conditions::READY && c.status == "True")
+    })
 }
 
 type Finished = Result<(Next, &'static str), ReconcileError>;
@@ -130,6 +161,14 @@ async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
         }
     };
     progress.target_registry(&desired.registry);
+    if let Err(refused) = ctx.settings.allow_list.permits(&desired.registry) {
+        let failure = Failure::new(
+            ErrorClass::NeedsHuman,
+            reasons::REGISTRY_NOT_ALLOWED,
+            refused.message,
+        );
+        return finish_failure(attachment, ctx, progress, failure, false).await;
+    }
 
     if !attachment.has_finalizer() {
         ctx.cluster.add_finalizer(attachment).await?;
@@ -165,6 +204,18 @@ async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
         login_server: snapshot.registry.login_server.clone(),
         permissions_mode: snapshot.registry.mode.map(|mode| mode.as_arm().to_string()),
     });
+    if let (Some(suffix), Some(login_server)) = (
+        ctx.settings.registry_suffix.as_deref(),
+        snapshot.registry.login_server.as_deref(),
+    ) && let Err(refused) = login_server_allowed(login_server, suffix)
+    {
+        let failure = Failure::new(
+            ErrorClass::NeedsHuman,
+            reasons::REGISTRY_NOT_ALLOWED,
+            refused.message,
+        );
+        return finish_failure(attachment, ctx, progress, failure, false).await;
+    }
 
     let role = match choose_role(desired.role, snapshot.registry.mode) {
         Ok(role) => role,
@@ -399,12 +450,17 @@ async fn write_status(
     ctx.cluster
         .patch_status(attachment, &progress.status)
         .await?;
+    if let (Outcome::Ready { .. }, Some(generation)) = (outcome, attachment.metadata.generation)
+        && let Some(took) = ctx.generation_ready(&attachment.name_any(), generation)
+    {
+        ctx.metrics.generation_ready(took);
+    }
     if let Some(transition) = conditions::transition(&baseline, &progress.status.conditions) {
         let name = attachment.name_any();
         if transition.warning {
-            warn!(attachment = %name, reason = %transition.reason, message = %transition.note, "not ready");
+            warn!(attachment = %name, reason = %transition.reason, detail = %transition.note, "not ready");
         } else {
-            info!(attachment = %name, reason = %transition.reason, message = %transition.note, "condition changed");
+            info!(attachment = %name, reason = %transition.reason, detail = %transition.note, "condition changed");
         }
         let notice = Notice {
             warning: transition.warning,
@@ -437,15 +493,25 @@ async fn finish_failure(
     } else {
         failure
     };
-    let confirmed_for_this_generation = attachment.status.as_ref().is_some_and(|status| {
-        status.observed_generation == attachment.metadata.generation
-            && status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == conditions::READY && c.status == "True")
-    });
+    let confirmed_for_this_generation = attachment
+        .metadata
+        .generation
+        .is_some_and(|generation| ready_for(attachment, generation));
     let outcome = Outcome::from_failure(&failure, after_read && confirmed_for_this_generation);
-    debug!(attachment = %name, reason = failure.reason, message = %failure.message, "reconcile did not complete");
+    if let Outcome::Progressing {
+        keep_ready: true, ..
+    } = outcome
+    {
+        ctx.metrics.verification_deferred(failure.reason);
+        let confirmed_at = attachment
+            .status
+            .as_ref()
+            .and_then(|status| status.last_sync_time.as_deref())
+            .unwrap_or("never");
+        warn!(attachment = %name, reason = failure.reason, detail = %failure.message, last_sync_time = confirmed_at, "re-verification deferred; the confirmed grant stands");
+    } else {
+        debug!(attachment = %name, reason = failure.reason, detail = %failure.message, "reconcile did not complete");
+    }
     write_status(attachment, ctx, &mut progress, &outcome, "Attach").await?;
     let next = match failure.class {
         ErrorClass::RetrySoon => Next::Requeue(ctx.next_backoff(&name, failure.retry_after)),

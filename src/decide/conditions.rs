@@ -22,7 +22,8 @@ pub enum Outcome {
         reason: &'static str,
         message: String,
         /// A transient failure while re-verifying a grant that was already confirmed for this
-        /// generation: Ready stays True so GitOps tools do not flap on a throttled resync.
+        /// generation: Ready stays True and Reconciling False, so GitOps tools do not flap on a
+        /// throttled resync.
         keep_ready: bool,
     },
     /// Only a human can fix it.
@@ -137,18 +138,32 @@ pub fn next_conditions(
             message,
             keep_ready,
         } => {
-            let ready = match find(previous, READY) {
-                Some(old) if *keep_ready && old.status == "True" => Condition {
-                    observed_generation: generation,
-                    ..old.clone()
-                },
-                _ => make(READY, false, reason, message),
-            };
-            vec![
-                ready,
-                make(RECONCILING, true, reason, message),
-                make(STALLED, false, reasons::NOT_STALLED, ""),
-            ]
+            match find(previous, READY) {
+                // The rule for a grant known to exist whose re-verification failed: it is still
+                // Ready, and nothing is in progress from the user's point of view, so kstatus
+                // (which checks Reconciling before Ready) keeps reporting Current. The retry shows
+                // in Reconciling's message, status.lastSyncTime, a metric and a log line.
+                Some(old) if *keep_ready && old.status == "True" => vec![
+                    Condition {
+                        observed_generation: generation,
+                        ..old.clone()
+                    },
+                    make(
+                        RECONCILING,
+                        false,
+                        reasons::VERIFICATION_DEFERRED,
+                        &format!(
+                            "re-verification failed and is retried ({reason}: {message}); the grant confirmed at status.lastSyncTime stands"
+                        ),
+                    ),
+                    make(STALLED, false, reasons::NOT_STALLED, ""),
+                ],
+                _ => vec![
+                    make(READY, false, reason, message),
+                    make(RECONCILING, true, reason, message),
+                    make(STALLED, false, reasons::NOT_STALLED, ""),
+                ],
+            }
         }
         Outcome::Stalled { reason, message } => vec![
             make(READY, false, reason, message),
@@ -156,6 +171,22 @@ pub fn next_conditions(
             make(STALLED, true, reason, message),
         ],
     }
+}
+
+/// Attachments counted by their Ready condition's (status, reason); an attachment without status
+/// yet counts as ("Unknown", "Pending").
+pub fn count_by_ready<'a>(
+    statuses: impl IntoIterator<Item = Option<&'a crate::crd::RegistryAttachmentStatus>>,
+) -> std::collections::BTreeMap<(String, String), i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for status in statuses {
+        let key = status
+            .and_then(|status| find(&status.conditions, READY))
+            .map(|ready| (ready.status.clone(), ready.reason.clone()))
+            .unwrap_or_else(|| ("Unknown".to_string(), "Pending".to_string()));
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// An event worth publishing: Ready changed status or reason.
@@ -271,11 +302,16 @@ mod tests {
             T1,
         );
         assert_eq!(get(&throttled, READY).status, "True");
-        assert_eq!(get(&throttled, RECONCILING).status, "True");
+        assert_eq!(get(&throttled, READY).last_transition_time, T0);
+        // kstatus reads Reconciling before Ready: True here would turn a healthy attachment
+        // InProgress on every throttled resync.
+        assert_eq!(get(&throttled, RECONCILING).status, "False");
         assert_eq!(
             get(&throttled, RECONCILING).reason,
-            reasons::AZURE_THROTTLED
+            reasons::VERIFICATION_DEFERRED
         );
+        assert!(get(&throttled, RECONCILING).message.contains("429"));
+        assert_eq!(get(&throttled, STALLED).status, "False");
         assert_eq!(transition(&ready, &throttled), None);
     }
 
@@ -330,6 +366,39 @@ mod tests {
             T1,
         );
         assert_eq!(transition(&ready, &ready_again), None);
+    }
+
+    #[test]
+    fn attachments_are_counted_by_ready_status_and_reason() {
+        let ready = crate::crd::RegistryAttachmentStatus {
+            conditions: next_conditions(
+                &[],
+                &Outcome::Ready {
+                    message: "ok".into(),
+                },
+                Some(1),
+                T0,
+            ),
+            ..Default::default()
+        };
+        let stalled = crate::crd::RegistryAttachmentStatus {
+            conditions: next_conditions(
+                &[],
+                &Outcome::Stalled {
+                    reason: reasons::AUTHORIZATION_FAILED,
+                    message: "403".into(),
+                },
+                Some(1),
+                T0,
+            ),
+            ..Default::default()
+        };
+        let counts = count_by_ready([Some(&ready), Some(&ready), Some(&stalled), None]);
+        let key = |status: &str, reason: &str| (status.to_string(), reason.to_string());
+        assert_eq!(counts[&key("True", reasons::ATTACHED)], 2);
+        assert_eq!(counts[&key("False", reasons::AUTHORIZATION_FAILED)], 1);
+        assert_eq!(counts[&key("Unknown", "Pending")], 1);
+        assert_eq!(counts.len(), 3);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! conditions and events that describe an outcome. Everything here is a function over plain data
 //! and is tested as such.
 
+pub mod allowlist;
 pub mod conditions;
 pub mod plan;
 pub mod reasons;

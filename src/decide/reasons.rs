@@ -21,6 +21,8 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const ROLE_NOT_EFFECTIVE: &str = "RoleNotEffective";
 pub const REGISTRY_MODE_UNKNOWN: &str = "RegistryModeUnknown";
 pub const REGISTRY_NOT_FOUND: &str = "RegistryNotFound";
+/// Refused by the operator's allow-list (or its cloud's login-server suffix): no Azure call made.
+pub const REGISTRY_NOT_ALLOWED: &str = "RegistryNotAllowed";
 pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
 pub const KUBELET_IDENTITY_MISSING: &str = "KubeletIdentityMissing";
 pub const NO_PRINCIPAL_CONFIGURED: &str = "NoPrincipalConfigured";
@@ -35,4 +37,7 @@ pub const DETACH_BLOCKED: &str = "DetachBlocked";
 
 // Normal (False) states of Reconciling and Stalled.
 pub const RECONCILED: &str = "Reconciled";
+/// Reconciling=False while Ready stays True: re-verifying a confirmed grant failed transiently
+/// and is retried; the grant confirmed at status.lastSyncTime stands.
+pub const VERIFICATION_DEFERRED: &str = "VerificationDeferred";
 pub const NOT_STALLED: &str = "NotStalled";

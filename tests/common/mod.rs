@@ -439,6 +439,18 @@ impl Harness {
             .unwrap_or_else(|| panic!("{name} has no {type_} condition"))
     }
 
+    pub fn status(&self, name: &str) -> acr_attach::crd::RegistryAttachmentStatus {
+        self.cluster
+            .get(name)
+            .and_then(|o| o.status)
+            .unwrap_or_else(|| panic!("{name} has no status"))
+    }
+
+    /// The operator's /metrics text.
+    pub fn metrics(&self) -> String {
+        self.ctx.metrics.render()
+    }
+
     pub fn assignments_for(&self, principal: &str) -> Vec<arm_emulator::RoleAssignmentRecord> {
         self.arm
             .role_assignments()
@@ -486,6 +498,7 @@ fn azure_settings(
         tenant_id: Some(arm.tenant_id()),
         client_secret,
         federated_token_file,
+        instance: None,
     }
 }
 
