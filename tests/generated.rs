@@ -21,5 +21,5 @@ fn committed_crd_matches_the_binary() {
 
 #[test]
 fn the_helm_chart_carries_the_same_crd() {
-    assert_matches("charts/acr-attach/crds/registryattachments.acrattach.io.yaml");
+    assert_matches("charts/acr-attach/files/crd.yaml");
 }
