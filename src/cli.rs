@@ -299,8 +299,26 @@ impl RunArgs {
                 format!("no Kubernetes configuration found ({e}); pass --kubeconfig")
             })?,
         };
+        let mut config = config;
+        // Named in the API server's audit log (and the emulator's request log) as itself.
+        config.headers.push((
+            axum::http::header::USER_AGENT,
+            axum::http::HeaderValue::from_str(&user_agent())
+                .map_err(|e| format!("user agent: {e}"))?,
+        ));
         kube::Client::try_from(config)
             .map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+    }
+}
+
+/// `acr-attach/<version>`, with the replica (`$POD_NAME`) when known.
+pub fn user_agent() -> String {
+    match std::env::var("POD_NAME")
+        .ok()
+        .filter(|pod| !pod.trim().is_empty())
+    {
+        Some(pod) => format!("acr-attach/{} ({pod})", env!("CARGO_PKG_VERSION")),
+        None => format!("acr-attach/{}", env!("CARGO_PKG_VERSION")),
     }
 }
 

@@ -514,6 +514,8 @@ async fn probes_metrics_and_json_logs_of_the_real_process() {
     assert_eq!(body, "leader", "a lone replica leads");
     assert_eq!(fetch(&address, "/healthz").await.map(|r| r.0), Some(200));
 
+    // The first PUT fails: the reconcile's log line must carry ARM's request id.
+    sandbox.arm.fail_next(Operation::PutRoleAssignment, 503, 1);
     api.create(
         &PostParams::default(),
         &attachment("shared", &registry("legacyacr")),
@@ -568,6 +570,16 @@ async fn probes_metrics_and_json_logs_of_the_real_process() {
     let (status, took) = operator_exit(operator, &sandbox).await;
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
+    let failed = operator_log_lines(&sandbox, "observed")
+        .into_iter()
+        .find(|line| line["message"] == "reconciled" && line["reason"] == "AzureUnavailable")
+        .expect("a reconcile line for the failed PUT");
+    assert_eq!(failed["outcome"], "progressing", "{failed}");
+    let request_id = failed["arm_request_id"].as_str().unwrap_or_default();
+    assert!(
+        uuid::Uuid::parse_str(request_id).is_ok(),
+        "x-ms-request-id in the line: {failed}"
+    );
 }
 
 /// Terminates the operator and checks its whole log: one JSON object per line, no key twice, one
@@ -593,6 +605,15 @@ async fn operator_exit(
     assert!(!text.contains(&sandbox.kube.token()));
     assert!(!text.contains('\u{1b}'), "no colour codes in a log file");
     (status, took)
+}
+
+/// The JSON lines of an operator's log file, after it exited.
+fn operator_log_lines(sandbox: &Sandbox, tag: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(sandbox.dir.join(format!("operator-{tag}.log")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
 }
 
 /// ARM writes (role assignment PUT/DELETE) in order, each with the User-Agent that sent it.
@@ -743,6 +764,254 @@ async fn two_replicas_elect_one_leader_fail_over_and_hand_over_on_sigterm() {
         takeover < LEASE,
         "the lease was released, not left to expire: {takeover:?}\n--- old leader ---\n{survivor_log}\n--- new leader ---\n{}",
         fresh.logs()
+    );
+}
+
+/// One RBAC permission: API group, resource (with `/subresource`), verb, and the namespace it
+/// applies to (`None`: cluster-wide, from the ClusterRole).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Permission {
+    group: String,
+    resource: String,
+    verb: String,
+    namespace: Option<String>,
+    /// Limited to these names (`resourceNames`); empty: any.
+    names: Vec<String>,
+}
+
+/// The rules of the ClusterRole and Role in the generated plain manifests (the chart's defaults).
+fn chart_permissions() -> Vec<Permission> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/rbac.yaml");
+    let text = std::fs::read_to_string(&path).expect("deploy/base/rbac.yaml");
+    let mut permissions = Vec::new();
+    for document in serde_saphyr::from_multiple::<serde_json::Value>(&text).expect("YAML") {
+        let namespace = match document["kind"].as_str() {
+            Some("ClusterRole") => None,
+            Some("Role") => Some(
+                document["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            _ => continue,
+        };
+        for rule in document["rules"].as_array().unwrap() {
+            let list = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .map(|items| {
+                        items
+                            .iter()
+                            .map(|i| i.as_str().unwrap().to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            for group in list("apiGroups") {
+                for resource in list("resources") {
+                    for verb in list("verbs") {
+                        permissions.push(Permission {
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            verb,
+                            namespace: namespace.clone(),
+                            names: list("resourceNames"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    permissions
+}
+
+/// What an API request needs, as RBAC sees it.
+struct Needed {
+    group: String,
+    resource: String,
+    verb: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+fn needed(method: &str, path_and_query: &str) -> Option<Needed> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => (group.to_string(), rest),
+        _ => return None, // discovery and other non-resource URLs
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", namespace, resource, rest @ ..] => (
+            Some(namespace.to_string()),
+            [&[*resource][..], rest].concat(),
+        ),
+        other => (None, other.to_vec()),
+    };
+    let resource = rest.first()?.to_string();
+    let name = rest.get(1).map(|n| n.to_string());
+    let resource = match rest.get(2) {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource,
+    };
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (method, name.is_some()) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => return None,
+    };
+    Some(Needed {
+        group,
+        resource,
+        verb: verb.to_string(),
+        namespace,
+        name,
+    })
+}
+
+#[tokio::test]
+async fn the_charts_rbac_is_exactly_what_the_operator_uses() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let (sandbox, client, api) = start().await;
+    let release = "acr-attach";
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": release}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    sandbox.kube.clear_request_log();
+
+    // Everything the operator does in its life: elect, attach, repeat an event (a series
+    // patch), detach, and release its lease; then the preflight.
+    let flags = ["--leader-election", "--leader-election-namespace", release];
+    let mut operator = Operator::start_with(
+        &sandbox,
+        "rbac",
+        &flags,
+        vec![("POD_NAME", "acr-attach-0".to_string())],
+    );
+    api.create(
+        &PostParams::default(),
+        &attachment("abac", &registry("abacacr")),
+    )
+    .await
+    .unwrap();
+    eventually("Ready", &operator, async || {
+        api.get("abac").await.ok().filter(ready)
+    })
+    .await;
+    for _ in 0..2 {
+        for (role, reason) in [("AcrPull", "RoleNotEffective"), ("Auto", "Attached")] {
+            let patch = json!({"spec": {"role": role}});
+            api.patch("abac", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+            eventually(reason, &operator, async || {
+                let object = api.get("abac").await.ok()?;
+                let ready = object
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (ready.reason == reason && ready.observed_generation == object.metadata.generation)
+                    .then_some(())
+            })
+            .await;
+        }
+    }
+    api.delete("abac", &DeleteParams::default()).await.unwrap();
+    eventually("detached", &operator, async || {
+        api.get_opt("abac").await.ok().filter(Option::is_none)
+    })
+    .await;
+    let (status, took) = operator.terminate().await;
+    assert!(status.success());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let mut check = Command::new(env!("CARGO_BIN_EXE_acr-attach"));
+    check
+        .args(["check", "--kubeconfig"])
+        .arg(&sandbox.kubeconfig)
+        .args(["--credential", "client-secret", "--client-id"])
+        .arg(sandbox.arm.operator_identity().client_id)
+        .args([
+            "--tenant-id",
+            &sandbox.arm.tenant_id(),
+            "--arm-endpoint",
+            &sandbox.arm.endpoint(),
+        ])
+        .args([
+            "--authority-host",
+            &sandbox.arm.endpoint(),
+            "--extra-ca-file",
+        ])
+        .arg(&sandbox.ca_file)
+        .args(["--cluster-resource-id", &sandbox.tenant.clusters[0].id])
+        .env(
+            "AZURE_CLIENT_SECRET",
+            sandbox
+                .arm
+                .operator_identity()
+                .client_secret
+                .unwrap_or_default(),
+        );
+    // Off the runtime's thread: it also serves the emulators `check` talks to.
+    let check = tokio::task::spawn_blocking(move || check.output().expect("run check"))
+        .await
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+
+    let granted = chart_permissions();
+    let mut used = std::collections::BTreeSet::new();
+    for request in sandbox.kube.request_log() {
+        if !request
+            .user_agent
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("acr-attach/")
+        {
+            continue; // the test's own client
+        }
+        let Some(Needed {
+            group,
+            resource,
+            verb,
+            namespace,
+            name,
+        }) = needed(&request.method, &request.path)
+        else {
+            continue;
+        };
+        let allowed = granted.iter().find(|p| {
+            p.group == group
+                && p.resource == resource
+                && p.verb == verb
+                && (p.namespace.is_none() || p.namespace == namespace)
+                && (p.names.is_empty() || name.as_ref().is_some_and(|n| p.names.contains(n)))
+        });
+        let allowed = allowed.unwrap_or_else(|| {
+            panic!(
+                "the operator sent {} {} but the chart grants no {verb} on {group}/{resource}",
+                request.method, request.path
+            )
+        });
+        used.insert(allowed.clone());
+    }
+    let unused: Vec<_> = granted.iter().filter(|p| !used.contains(p)).collect();
+    assert!(
+        unused.is_empty(),
+        "the chart grants what the operator never uses: {unused:#?}"
     );
 }
 

@@ -164,6 +164,7 @@ fn arm_error(operation: Operation, status: u16, code: &str, message: &str) -> Ar
         code: code.to_string(),
         message: message.to_string(),
         retry_after: None,
+        request_id: None,
     }
 }
 

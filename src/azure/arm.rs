@@ -165,6 +165,7 @@ impl ArmClient {
                     left.as_secs().max(1)
                 ),
                 retry_after: Some(left),
+                request_id: None,
             });
         }
         let mut request = Request::new(url, method);
@@ -634,6 +635,10 @@ fn response_error(operation: Operation, target: &str, response: &ArmResponse) ->
         },
         message: detail.message,
         retry_after,
+        request_id: response
+            .headers
+            .get_optional_str(&HeaderName::from_static("x-ms-request-id"))
+            .map(str::to_string),
     }
 }
 

@@ -65,6 +65,8 @@ pub enum ArmError {
         code: String,
         message: String,
         retry_after: Option<Duration>,
+        /// ARM's `x-ms-request-id`, for a support ticket; `None` for a request not sent.
+        request_id: Option<String>,
     },
     /// A success status whose body we could not read.
     #[error("{operation} {target}: unexpected response body: {message}")]
@@ -93,6 +95,9 @@ pub struct Failure {
     pub reason: &'static str,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// ARM's `x-ms-request-id` of the failed call, for logs (never in conditions: it changes on
+    /// every retry and would rewrite status each time).
+    pub request_id: Option<String>,
 }
 
 impl Failure {
@@ -102,6 +107,7 @@ impl Failure {
             reason,
             message: message.into(),
             retry_after: None,
+            request_id: None,
         }
     }
 }
@@ -160,9 +166,11 @@ impl ArmError {
                 code,
                 message,
                 retry_after,
+                request_id,
             } => {
                 let mut failure = classify_response(*operation, target, *status, code, message);
                 failure.retry_after = *retry_after;
+                failure.request_id = request_id.clone();
                 failure
             }
         }
@@ -273,6 +281,7 @@ mod tests {
             code: code.to_string(),
             message: message.to_string(),
             retry_after: None,
+            request_id: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::azure::error::{ErrorClass, Failure};
 use crate::azure::{DeleteOutcome, PutOutcome, RoleAssignmentRequest};
@@ -79,20 +79,40 @@ pub async fn reconcile_once(
     };
     let took = ctx.clock.now().saturating_duration_since(started);
     let label = match &result {
-        Ok((_, label)) => *label,
+        Ok(done) => done.outcome,
         Err(_) => "error",
     };
     ctx.metrics.reconciled(label, took);
-    // One line per reconcile, whatever happened; failures were detailed where they occurred.
-    match &result {
-        Ok((next, _)) => {
-            info!(attachment = %name, outcome = label, took_ms = took.as_millis() as u64, next = ?next, "reconciled")
-        }
-        Err(error) => {
-            warn!(attachment = %name, outcome = label, took_ms = took.as_millis() as u64, %error, "reconciled")
-        }
+    log_outcome(&name, label, took, &result);
+    result.map(|done| done.next)
+}
+
+/// The one line each reconcile writes: the object, the outcome, and for a failure its reason,
+/// detail and ARM's `x-ms-request-id` (what Azure support asks for).
+fn log_outcome(name: &str, outcome: &str, took: Duration, result: &Finished) {
+    let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(Done {
+            next,
+            failure: None,
+            ..
+        }) => info!(attachment = %name, outcome, took_ms, next = ?next, "reconciled"),
+        Ok(Done {
+            next,
+            failure: Some(failure),
+            ..
+        }) => warn!(
+            attachment = %name,
+            outcome,
+            took_ms,
+            next = ?next,
+            reason = failure.reason,
+            detail = %failure.message,
+            arm_request_id = failure.request_id.as_deref(),
+            "reconciled"
+        ),
+        Err(error) => warn!(attachment = %name, outcome, took_ms, %error, "reconciled"),
     }
-    result.map(|(next, _)| next)
 }
 
 /// Ready=True already describes this generation.
@@ -106,7 +126,33 @@ fn ready_for(attachment: &RegistryAttachment, generation: i64) -> bool {
     })
 }
 
-type Finished = Result<(Next, &'static str), ReconcileError>;
+/// How a reconcile ended: when to look again, the outcome label (metrics and logs), and the
+/// failure that stopped it, if any.
+struct Done {
+    next: Next,
+    outcome: &'static str,
+    failure: Option<Failure>,
+}
+
+impl Done {
+    fn new(next: Next, outcome: &'static str) -> Self {
+        Self {
+            next,
+            outcome,
+            failure: None,
+        }
+    }
+
+    fn failed(next: Next, outcome: &'static str, failure: Failure) -> Self {
+        Self {
+            next,
+            outcome,
+            failure: Some(failure),
+        }
+    }
+}
+
+type Finished = Result<Done, ReconcileError>;
 
 /// The status being built in this reconciliation, kept whatever happens.
 struct Progress {
@@ -346,7 +392,7 @@ async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
     let until_expiry = snapshot
         .expires_at
         .saturating_duration_since(ctx.clock.now());
-    Ok((
+    Ok(Done::new(
         Next::Requeue(until_expiry + Duration::from_secs(1)),
         "ready",
     ))
@@ -509,8 +555,6 @@ async fn finish_failure(
             .and_then(|status| status.last_sync_time.as_deref())
             .unwrap_or("never");
         warn!(attachment = %name, reason = failure.reason, detail = %failure.message, last_sync_time = confirmed_at, "re-verification deferred; the confirmed grant stands");
-    } else {
-        debug!(attachment = %name, reason = failure.reason, detail = %failure.message, "reconcile did not complete");
     }
     write_status(attachment, ctx, &mut progress, &outcome, "Attach").await?;
     let next = match failure.class {
@@ -518,12 +562,12 @@ async fn finish_failure(
         ErrorClass::NeedsHuman => Next::Requeue(ctx.settings.stalled_retry),
         ErrorClass::Permanent => Next::AwaitChange,
     };
-    Ok((next, outcome.label()))
+    Ok(Done::failed(next, outcome.label(), failure))
 }
 
 async fn detach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
     if !attachment.has_finalizer() {
-        return Ok((Next::AwaitChange, "detached"));
+        return Ok(Done::new(Next::AwaitChange, "detached"));
     }
     let name = attachment.name_any();
     // A deleting attachment relies on nothing any more.
@@ -562,7 +606,7 @@ async fn detach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
                     ErrorClass::RetrySoon => ctx.next_backoff(&name, failure.retry_after),
                     _ => ctx.settings.stalled_retry,
                 };
-                return Ok((Next::Requeue(delay), outcome.label()));
+                return Ok(Done::failed(Next::Requeue(delay), outcome.label(), failure));
             }
         }
     }
@@ -589,5 +633,5 @@ async fn release(attachment: &RegistryAttachment, ctx: &Context, why: &str) -> F
     ctx.reset_backoff(&name);
     ctx.forget_principal_failure(&name);
     info!(attachment = %name, %why, "released");
-    Ok((Next::AwaitChange, "detached"))
+    Ok(Done::new(Next::AwaitChange, "detached"))
 }

@@ -77,6 +77,7 @@ pub fn escalate_principal_not_found(
             failure.message
         ),
         retry_after: failure.retry_after,
+        request_id: failure.request_id,
     }
 }
 

@@ -135,7 +135,7 @@ def test_rbac_is_exactly_the_calls_the_operator_makes(case):
     values = chartlib.load_values(case)
     cluster_rules = rendered.one("ClusterRole")["rules"]
     expected = [
-        {"apiGroups": ["acrattach.io"], "resources": ["registryattachments"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["acrattach.io"], "resources": ["registryattachments"], "verbs": ["list", "watch", "patch"]},
         {"apiGroups": ["acrattach.io"], "resources": ["registryattachments/status"], "verbs": ["patch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
@@ -153,7 +153,7 @@ def test_rbac_is_exactly_the_calls_the_operator_makes(case):
         role = rendered.one("Role")
         assert role["metadata"]["namespace"] == chartlib.NAMESPACE
         assert role["rules"] == [
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]}
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
         ]
         rb = rendered.one("RoleBinding")
         assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}

@@ -64,6 +64,8 @@ pub struct LoggedRequest {
     pub status: u16,
     /// Request body, lossily decoded as UTF-8.
     pub body: String,
+    /// The `User-Agent` header, when sent: tells the clients of one emulator apart.
+    pub user_agent: Option<String>,
 }
 
 /// Handle of a running emulator; the server stops when it is dropped or shut down.

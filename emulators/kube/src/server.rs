@@ -147,6 +147,7 @@ pub async fn handle(
         .is_some_and(|v| v == format!("Bearer {}", shared.token));
     let has_credentials = parts.headers.contains_key(header::AUTHORIZATION);
     let path = parts.uri.path().to_string();
+    let user_agent = header_str(&parts.headers, header::USER_AGENT);
     let public = matches!(
         path.as_str(),
         "/version" | "/healthz" | "/livez" | "/readyz"
@@ -162,7 +163,7 @@ pub async fn handle(
             query: Query(parse_query(parts.uri.query().unwrap_or(""))),
             content_type: content_type.clone(),
             accept: header_str(&parts.headers, header::ACCEPT),
-            user_agent: header_str(&parts.headers, header::USER_AGENT),
+            user_agent: user_agent.clone(),
             body: bytes.clone(),
         };
         route(&shared, r)
@@ -181,6 +182,7 @@ pub async fn handle(
         content_type: (!content_type.is_empty()).then_some(content_type),
         status: response.status().as_u16(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
+        user_agent: (!user_agent.is_empty()).then_some(user_agent),
     });
     Ok(response)
 }
