@@ -459,8 +459,16 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Check(args) => crate::check::main(&args),
         Command::Crd => {
-            print!("{}", crate::crd::crd_yaml());
-            ExitCode::SUCCESS
+            use std::io::Write;
+            // `acr-attach crd | head` closes the pipe early: that is not an error worth a panic.
+            match std::io::stdout().write_all(crate::crd::crd_yaml().as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("acr-attach crd: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run(args) => {
             telemetry::init(args.log_format, args.log_filter.as_deref());

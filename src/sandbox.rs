@@ -201,6 +201,19 @@ impl Sandbox {
 
     /// The `acr-attach run` command line that drives this sandbox from another terminal.
     pub fn run_command(&self) -> String {
+        self.command(
+            "run",
+            " \\\n    --metrics-addr 127.0.0.1:8080 --log-format text",
+        )
+    }
+
+    /// `acr-attach check` against this sandbox: the same flags as `run`, read-only.
+    pub fn check_command(&self) -> String {
+        self.command("check", "")
+    }
+
+    /// A command line of the binary with the flags that reach this sandbox's emulators.
+    fn command(&self, subcommand: &str, extra: &str) -> String {
         let operator = self.arm.operator_identity();
         let cluster = self
             .tenant
@@ -209,7 +222,7 @@ impl Sandbox {
             .map(|c| format!(" \\\n    --cluster-resource-id {}", c.id))
             .unwrap_or_default();
         format!(
-            "AZURE_CLIENT_SECRET={secret} cargo run --release -- run \\\n    --kubeconfig {kubeconfig} \\\n    --credential client-secret --client-id {client} --tenant-id {tenant} \\\n    --arm-endpoint {endpoint} --authority-host {endpoint} \\\n    --extra-ca-file {ca}{cluster} \\\n    --metrics-addr 127.0.0.1:8080 --log-format text",
+            "AZURE_CLIENT_SECRET={secret} cargo run --release -- {subcommand} \\\n    --kubeconfig {kubeconfig} \\\n    --credential client-secret --client-id {client} --tenant-id {tenant} \\\n    --arm-endpoint {endpoint} --authority-host {endpoint} \\\n    --extra-ca-file {ca}{cluster}{extra}",
             secret = operator.client_secret.unwrap_or_default(),
             kubeconfig = self.kubeconfig.display(),
             client = operator.client_id,
@@ -394,6 +407,10 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
     println!(
         "try:  KUBECONFIG={} kubectl get registryattachments",
         sandbox.kubeconfig.display()
+    );
+    println!(
+        "preflight (read-only), in another terminal:\n\n{}\n",
+        sandbox.check_command()
     );
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -262,3 +262,54 @@ fn kubectl_drives_the_sandbox_with_the_real_crd() {
     assert!(!gone.status.success());
     assert!(text(&gone).1.contains("NotFound"), "{:?}", text(&gone));
 }
+
+#[test]
+fn the_printed_check_command_runs_against_the_sandbox() {
+    let dir = scratch("check");
+    let mut child = binary()
+        .args(["sandbox", "--kubeconfig"])
+        .arg(dir.join("kubeconfig"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _sandbox = Background(child);
+    // The command follows the "preflight" line, up to a blank line.
+    let mut lines = BufReader::new(stdout).lines().map(|line| line.unwrap());
+    lines
+        .by_ref()
+        .find(|line| line.starts_with("preflight"))
+        .expect("a preflight line");
+    let command: String = lines
+        .by_ref()
+        .skip_while(|line| line.trim().is_empty())
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| line.trim_end_matches('\\').to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::thread::spawn(move || for _ in lines {});
+    assert!(
+        command.contains("cargo run --release -- check"),
+        "{command}"
+    );
+    // Run it as printed, with the built binary in place of `cargo run --release --`.
+    let command = command.replace(
+        "cargo run --release --",
+        &format!("'{}'", env!("CARGO_BIN_EXE_acr-attach")),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let output = loop {
+        let output = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+        // Exit 1 while the examples are still being attached; 0 once all would work.
+        if output.status.success() || Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (table, stderr) = text(&output);
+    assert!(output.status.success(), "{table}\n{stderr}");
+    for registry in ["legacyacr", "abacacr"] {
+        assert!(table.contains(registry), "{registry}: {table}");
+    }
+}
