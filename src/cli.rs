@@ -408,6 +408,20 @@ pub async fn run_operator(
     }
 }
 
+/// Writes a command's output. A reader that stops early (`acr-attach crd | head`) closes the pipe:
+/// that is not an error, and must not panic as `print!` would.
+pub fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -458,18 +472,13 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
         Command::Check(args) => crate::check::main(&args),
-        Command::Crd => {
-            use std::io::Write;
-            // `acr-attach crd | head` closes the pipe early: that is not an error worth a panic.
-            match std::io::stdout().write_all(crate::crd::crd_yaml().as_bytes()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("acr-attach crd: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Crd => match print_stdout(&crate::crd::crd_yaml()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("acr-attach crd: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Command::Run(args) => {
             telemetry::init(args.log_format, args.log_filter.as_deref());
             let Some(runtime) = runtime() else {

@@ -41,3 +41,9 @@ pub const RECONCILED: &str = "Reconciled";
 /// and is retried; the grant confirmed at status.lastSyncTime stands.
 pub const VERIFICATION_DEFERRED: &str = "VerificationDeferred";
 pub const NOT_STALLED: &str = "NotStalled";
+
+// Warnings of `acr-attach check` (never conditions).
+/// An AcrPull assignment an ABAC registry ignores.
+pub const IGNORED_ACR_PULL: &str = "IgnoredAcrPull";
+/// The assignment exists, but the operator could not write it again after a deletion.
+pub const CANNOT_REPAIR: &str = "CannotRepair";
