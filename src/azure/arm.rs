@@ -460,40 +460,13 @@ impl AzureApi for ArmClient {
             .map_err(|e| decode_error(operation, target, e))?;
         // atScope() = at or above the registry; `principalId eq` cannot be combined with it.
         url.query_pairs_mut().append_pair("$filter", "atScope()");
-        let mut assignments = Vec::new();
-        for _ in 0..MAX_LIST_PAGES {
-            let response = self.send(operation, target, Method::Get, url, None).await?;
-            if response.status != 200 {
-                return Err(response_error(operation, target, &response));
-            }
-            let page: ArmRoleAssignmentPage = Self::parse(operation, target, &response)?;
-            assignments.extend(
-                page.value
-                    .into_iter()
-                    .map(RoleAssignment::from)
-                    .filter(|assignment| assignment.scope.eq_ignore_ascii_case(target)),
-            );
-            match page.next_link {
-                None => return Ok(assignments),
-                Some(next) => {
-                    url = Url::parse(&next)
-                        .map_err(|e| decode_error(operation, target, e.to_string()))?;
-                    // Never send our token to a host other than the ARM endpoint.
-                    if url.origin() != self.endpoint.origin() {
-                        return Err(decode_error(
-                            operation,
-                            target,
-                            format!("nextLink points outside the ARM endpoint: {next}"),
-                        ));
-                    }
-                }
-            }
-        }
-        Err(decode_error(
-            operation,
-            target,
-            format!("more than {MAX_LIST_PAGES} pages of role assignments"),
-        ))
+        let items: Vec<ArmRoleAssignment> = self.list_pages(operation, target, url).await?;
+        Ok(items
+            .into_iter()
+            .map(RoleAssignment::from)
+            // atScope() includes inherited ones; only those at the registry itself count.
+            .filter(|assignment| assignment.scope.eq_ignore_ascii_case(target))
+            .collect())
     }
 
     async fn put_role_assignment(
@@ -695,13 +668,6 @@ struct ArmUserAssignedIdentity {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ArmRoleAssignmentPage {
-    value: Vec<ArmRoleAssignment>,
-    next_link: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct ArmPage<T> {
     value: Vec<T>,
     next_link: Option<String>,
@@ -845,7 +811,7 @@ mod tests {
     #[test]
     fn published_examples_decode() {
         // Shapes from the Azure REST API specs (emulators/arm/contracts).
-        let list: ArmRoleAssignmentPage = serde_json::from_str(
+        let list: ArmPage<ArmRoleAssignment> = serde_json::from_str(
             r#"{"value":[{"properties":{"roleDefinitionId":"/providers/Microsoft.Authorization/roleDefinitions/0b5fe924-9a61-425c-96af-cfe6e287ca2d","principalId":"ce2ce14e-85d7-4629-bdbc-454d0519d987","principalType":"User","scope":"/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2"},"id":"/subscriptions/a925f2f7-5c63-4b7b-8799-25a5f97bc3b2/providers/Microsoft.Authorization/roleAssignments/b0f43c54-e787-4862-89b1-a653fa9cf747","type":"Microsoft.Authorization/roleAssignments","name":"b0f43c54-e787-4862-89b1-a653fa9cf747"}]}"#,
         )
         .unwrap();
