@@ -292,6 +292,25 @@ async fn eventually<T>(
     }
 }
 
+/// Creates an attachment to a registry of the sandbox and waits until the operator reports it Ready.
+async fn create_and_wait_ready(
+    api: &Api<RegistryAttachment>,
+    operator: &Operator,
+    name: &str,
+    registry_name: &str,
+) -> RegistryAttachment {
+    api.create(
+        &PostParams::default(),
+        &attachment(name, &registry(registry_name)),
+    )
+    .await
+    .unwrap();
+    eventually(&format!("{name} Ready"), operator, async || {
+        api.get(name).await.ok().filter(ready)
+    })
+    .await
+}
+
 fn ready(object: &RegistryAttachment) -> bool {
     let generation = object.metadata.generation;
     object.status.as_ref().is_some_and(|s| {
@@ -439,16 +458,7 @@ async fn an_operator_killed_mid_way_converges_after_restart_without_duplicates()
 async fn a_registry_mode_flip_in_azure_is_followed() {
     let (sandbox, _client, api) = start().await;
     let operator = Operator::start(&sandbox, "flip");
-    api.create(
-        &PostParams::default(),
-        &attachment("shared", &registry("legacyacr")),
-    )
-    .await
-    .unwrap();
-    eventually("Ready", &operator, async || {
-        api.get("shared").await.ok().filter(ready)
-    })
-    .await;
+    create_and_wait_ready(&api, &operator, "shared", "legacyacr").await;
 
     assert!(
         sandbox
@@ -516,16 +526,7 @@ async fn probes_metrics_and_json_logs_of_the_real_process() {
 
     // The first PUT fails: the reconcile's log line must carry ARM's request id.
     sandbox.arm.fail_next(Operation::PutRoleAssignment, 503, 1);
-    api.create(
-        &PostParams::default(),
-        &attachment("shared", &registry("legacyacr")),
-    )
-    .await
-    .unwrap();
-    eventually("Ready", &operator, async || {
-        api.get("shared").await.ok().filter(ready)
-    })
-    .await;
+    create_and_wait_ready(&api, &operator, "shared", "legacyacr").await;
 
     // The families a dashboard and the chart's alerts rely on, with their labels.
     let metrics = eventually("attachments gauge", &operator, async || {
@@ -721,16 +722,7 @@ async fn two_replicas_elect_one_leader_fail_over_and_hand_over_on_sigterm() {
     // have stolen a lease that was still valid.
     assert!(failover > LEASE - Duration::from_secs(2), "{failover:?}");
 
-    api.create(
-        &PostParams::default(),
-        &attachment("second", &registry("abacacr")),
-    )
-    .await
-    .unwrap();
-    eventually("second Ready", &survivor, async || {
-        api.get("second").await.ok().filter(ready)
-    })
-    .await;
+    create_and_wait_ready(&api, &survivor, "second", "abacacr").await;
     let after_crash = &arm_writes(&sandbox)[before_crash..];
     assert!(!after_crash.is_empty());
     assert!(
@@ -902,16 +894,7 @@ async fn the_charts_rbac_is_exactly_what_the_operator_uses() {
         &flags,
         vec![("POD_NAME", "acr-attach-0".to_string())],
     );
-    api.create(
-        &PostParams::default(),
-        &attachment("abac", &registry("abacacr")),
-    )
-    .await
-    .unwrap();
-    eventually("Ready", &operator, async || {
-        api.get("abac").await.ok().filter(ready)
-    })
-    .await;
+    create_and_wait_ready(&api, &operator, "abac", "abacacr").await;
     for _ in 0..2 {
         for (role, reason) in [("AcrPull", "RoleNotEffective"), ("Auto", "Attached")] {
             let patch = json!({"spec": {"role": role}});
