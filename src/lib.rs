@@ -2,9 +2,11 @@
 //! Registry" true, by reconciling `RegistryAttachment` objects into AcrPull or Container Registry
 //! Repository Reader role assignments for the cluster's kubelet identity.
 //!
-//! Layout: `crd` (the resource), `model` (ids and roles), `decide` (pure decisions), `azure` (the
-//! ARM boundary), `controller` (glue and the Kubernetes boundary), `cli` (the binary's commands),
-//! with `metrics`, `http` and `telemetry` at the edges.
+//! Layout: `crd` (the resource), `model` (ids, roles and Azure's answers as plain data), `decide`
+//! (pure decisions, including failure classification), `azure` (the ARM boundary), `controller`
+//! (glue and the Kubernetes boundary), `check` (the preflight command's I/O), `cli` (the binary's
+//! commands), with `metrics`, `http` and `telemetry` at the edges. Dependencies point one way:
+//! `controller → azure/decide → model` (tests/architecture.rs keeps it so).
 
 pub mod azure;
 pub mod check;

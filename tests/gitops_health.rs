@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use acr_attach::azure::error::{ArmError, Operation};
+use acr_attach::azure::{ArmError, Operation};
 use acr_attach::controller::cluster::status_patch;
 use acr_attach::crd::{
     AssignmentStatus, DeletionPolicy, FINALIZER, Ownership, RegistryAttachment,
@@ -24,6 +24,7 @@ use acr_attach::crd::{
     ResolvedRegistry, RoleChoice,
 };
 use acr_attach::decide::conditions::{Outcome, READY, RECONCILING, STALLED, next_conditions};
+use acr_attach::decide::failure::Classify;
 use acr_attach::decide::plan::{Intent, choose_role};
 use acr_attach::decide::reasons;
 use acr_attach::decide::status_patch::apply_merge_patch;

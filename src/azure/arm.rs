@@ -27,7 +27,7 @@ use azure_core::http::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::Operation;
+use super::Operation;
 use super::{
     ArmError, AzureApi, DeleteOutcome, Permission, PutOutcome, Registry, RoleAssignment,
     RoleAssignmentRequest,

@@ -63,6 +63,7 @@ use crate::cli::RunArgs;
 use crate::controller::KubeletIdentity;
 use crate::crd::RegistryAttachment;
 use crate::decide::allowlist::AllowList;
+use crate::decide::failure::Classify;
 use crate::decide::preflight::{self, Finding, RegistryFacts, RegistryReport, Target};
 use crate::decide::validate::{self, DesiredAttachment, RequestedPrincipal, RequestedRole};
 use crate::metrics::Metrics;

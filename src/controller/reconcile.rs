@@ -10,7 +10,6 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
-use crate::azure::error::{ErrorClass, Failure};
 use crate::azure::{DeleteOutcome, PutOutcome, RoleAssignmentRequest};
 use crate::controller::Context;
 use crate::controller::clock::rfc3339;
@@ -21,6 +20,7 @@ use crate::crd::{
 };
 use crate::decide::allowlist::login_server_allowed;
 use crate::decide::conditions::{self, Outcome, escalate_principal_not_found, next_conditions};
+use crate::decide::failure::{Classify, ErrorClass, Failure};
 use crate::decide::plan::{CleanupPlan, Ensure, Intent, choose_role, plan_apply, plan_cleanup};
 use crate::decide::reasons;
 use crate::decide::validate::{RequestedPrincipal, describe, validate};

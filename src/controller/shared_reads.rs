@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::azure::error::Failure;
 use crate::azure::{ArmError, AzureApi, Registry, RoleAssignment};
 use crate::controller::clock::Clock;
+use crate::decide::failure::{Classify, Failure};
 use crate::model::{ClusterId, RegistryId};
 
 /// How long a failed read is reused before the next attempt reaches ARM (at least; ARM's

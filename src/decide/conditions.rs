@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::azure::error::{ErrorClass, Failure};
 use crate::crd::Condition;
+use crate::decide::failure::{ErrorClass, Failure};
 use crate::decide::reasons;
 
 pub const READY: &str = "Ready";

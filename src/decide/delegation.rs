@@ -13,8 +13,8 @@
 
 use serde::Serialize;
 
-use crate::azure::{Permission, RoleAssignment, action_matches};
 use crate::model::PullRole;
+use crate::model::azure::{Permission, RoleAssignment, action_matches};
 
 pub const WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
 pub const DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";

@@ -6,6 +6,7 @@
 pub mod allowlist;
 pub mod conditions;
 pub mod delegation;
+pub mod failure;
 pub mod plan;
 pub mod preflight;
 pub mod reasons;

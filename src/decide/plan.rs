@@ -6,10 +6,10 @@
 
 use std::collections::HashSet;
 
-use crate::azure::RoleAssignment;
 use crate::crd::{DeletionPolicy, OwnedAssignment, Ownership, RegistryAttachment};
 use crate::decide::reasons;
 use crate::decide::validate::RequestedRole;
+use crate::model::azure::RoleAssignment;
 use crate::model::{
     OwnerId, PermissionsMode, PrincipalId, PullRole, RegistryId, RoleAssignmentName,
 };

@@ -12,13 +12,14 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::azure::{ArmError, Permission, Registry, RoleAssignment};
 use crate::crd::Ownership;
 use crate::decide::allowlist::{AllowList, login_server_allowed};
 use crate::decide::delegation::{self, Access, AccessState, Action, PRINCIPAL_TYPE, Request};
+use crate::decide::failure::Classify;
 use crate::decide::plan::{Ensure, Intent, choose_role, plan_apply};
 use crate::decide::reasons;
 use crate::decide::validate::{DesiredAttachment, RequestedPrincipal};
+use crate::model::azure::{ArmError, Permission, Registry, RoleAssignment};
 use crate::model::{ClusterId, OwnerId, PermissionsMode, PrincipalId, PullRole};
 
 use crate::decide::reasons::{CANNOT_REPAIR, IGNORED_ACR_PULL};
@@ -458,8 +459,8 @@ pub fn kubelet_unconfigured() -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azure::error::Operation;
     use crate::decide::validate::{Deletion, RequestedRole};
+    use crate::model::azure::Operation;
     use crate::model::{RegistryId, RoleAssignmentName};
 
     const REGISTRY: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/shared";

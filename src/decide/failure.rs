@@ -1,81 +1,11 @@
-//! ARM failures and their classification — the one place that decides whether a failure is retried
-//! soon, needs a human, or is permanent, and which condition reason and message it surfaces as.
+//! Failure classification — the one place that decides whether a failed Azure call is retried
+//! soon, needs a human, or is permanent, and which condition reason and fix-it text it surfaces
+//! as. The Azure client only reports what happened (`ArmError`); the meaning is decided here.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::decide::reasons;
-
-/// The ARM operation a failure came from; also the `operation` label of request metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Operation {
-    GetRegistry,
-    GetManagedCluster,
-    ListRoleAssignments,
-    PutRoleAssignment,
-    DeleteRoleAssignment,
-    /// `Microsoft.Authorization/permissions` (what the operator's identity may do; `check` only).
-    ListPermissions,
-    /// Getting an access token outside a request (`check` reads its own object id from it).
-    GetToken,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::GetRegistry => "get_registry",
-            Operation::GetManagedCluster => "get_managed_cluster",
-            Operation::ListRoleAssignments => "list_role_assignments",
-            Operation::PutRoleAssignment => "put_role_assignment",
-            Operation::DeleteRoleAssignment => "delete_role_assignment",
-            Operation::ListPermissions => "list_permissions",
-            Operation::GetToken => "get_token",
-        }
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ArmError {
-    /// The credential could not produce a token (misconfiguration, federated token missing, ...).
-    #[error("{operation} {target}: could not get an Azure token: {message}")]
-    Credential {
-        operation: Operation,
-        target: String,
-        message: String,
-    },
-    /// No HTTP response: connection refused, TLS failure, timeout.
-    #[error("{operation} {target}: could not reach Azure Resource Manager: {message}")]
-    Transport {
-        operation: Operation,
-        target: String,
-        message: String,
-    },
-    /// ARM answered with an error status and (usually) an `{"error":{"code","message"}}` body.
-    #[error("{operation} {target}: HTTP {status} {code}: {message}")]
-    Response {
-        operation: Operation,
-        target: String,
-        status: u16,
-        code: String,
-        message: String,
-        retry_after: Option<Duration>,
-        /// ARM's `x-ms-request-id`, for a support ticket; `None` for a request not sent.
-        request_id: Option<String>,
-    },
-    /// A success status whose body we could not read.
-    #[error("{operation} {target}: unexpected response body: {message}")]
-    Decode {
-        operation: Operation,
-        target: String,
-        message: String,
-    },
-}
+use crate::model::azure::{ArmError, Operation};
 
 /// How the controller treats a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,27 +42,13 @@ impl Failure {
     }
 }
 
-impl ArmError {
-    pub fn operation(&self) -> Operation {
-        match self {
-            ArmError::Credential { operation, .. }
-            | ArmError::Transport { operation, .. }
-            | ArmError::Response { operation, .. }
-            | ArmError::Decode { operation, .. } => *operation,
-        }
-    }
+/// Classifies a failed Azure call.
+pub trait Classify {
+    fn classify(&self) -> Failure;
+}
 
-    /// ARM error code, or a stable label for failures without one (metrics use it).
-    pub fn code(&self) -> &str {
-        match self {
-            ArmError::Credential { .. } => "CredentialUnavailable",
-            ArmError::Transport { .. } => "TransportError",
-            ArmError::Response { code, .. } => code,
-            ArmError::Decode { .. } => "UnexpectedResponse",
-        }
-    }
-
-    pub fn classify(&self) -> Failure {
+impl Classify for ArmError {
+    fn classify(&self) -> Failure {
         match self {
             // azure_identity reports every token failure as a credential error. Entra's own
             // refusals carry an AADSTS code and need a human; anything else (the token endpoint
@@ -272,6 +188,7 @@ fn describe_authorization_failure(code: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::azure::Operation;
 
     fn response(operation: Operation, status: u16, code: &str, message: &str) -> ArmError {
         ArmError::Response {

@@ -4,6 +4,8 @@
 //! ARM compares resource ids case-insensitively, so every id type keeps the text the user wrote
 //! (for display and for request paths) and compares on a lower-cased key.
 
+pub mod azure;
+
 use std::fmt;
 
 use uuid::Uuid;
