@@ -5,7 +5,7 @@ use crate::config::{AbacDenialWording, AuthorizationMode, UnknownPrincipal};
 use crate::rbac::{AssignmentAttributes, Condition, RequestContext, grants_action};
 use crate::server::{Reply, Req};
 use crate::state::{
-    Bucket, OpKind, Operation, Registry, RoleAssignmentRecord, State, norm_id,
+    Bucket, ListCorruption, OpKind, Operation, Registry, RoleAssignmentRecord, State, norm_id,
     render_role_definition_id,
 };
 use crate::util::{arm_timestamp, guid_hex, is_guid, percent_decode};
@@ -46,6 +46,11 @@ enum Route {
     Permissions {
         scope: Vec<String>,
     },
+    /// `/subscriptions/S[/resourceGroups/RG]/providers/Microsoft.ContainerRegistry/registries`
+    Registries {
+        sub: String,
+        rg: Option<String>,
+    },
     Unknown,
 }
 
@@ -53,6 +58,15 @@ enum Route {
 enum ResourceKind {
     Registry,
     Cluster,
+    UserAssignedIdentity,
+}
+
+/// `providers/Microsoft.ContainerRegistry/registries`
+fn is_registries_collection(tail: &[String]) -> bool {
+    tail.len() == 3
+        && tail[0].eq_ignore_ascii_case("providers")
+        && tail[1].eq_ignore_ascii_case("Microsoft.ContainerRegistry")
+        && tail[2].eq_ignore_ascii_case("registries")
 }
 
 fn parse_route(segs: &[String]) -> Route {
@@ -77,6 +91,25 @@ fn parse_route(segs: &[String]) -> Route {
             _ => Route::Unknown,
         };
     }
+    if segs.len() == 5
+        && segs[0].eq_ignore_ascii_case("subscriptions")
+        && is_registries_collection(&segs[2..])
+    {
+        return Route::Registries {
+            sub: segs[1].clone(),
+            rg: None,
+        };
+    }
+    if segs.len() == 7
+        && segs[0].eq_ignore_ascii_case("subscriptions")
+        && segs[2].eq_ignore_ascii_case("resourceGroups")
+        && is_registries_collection(&segs[4..])
+    {
+        return Route::Registries {
+            sub: segs[1].clone(),
+            rg: Some(segs[3].clone()),
+        };
+    }
     if segs.len() == 8
         && segs[0].eq_ignore_ascii_case("subscriptions")
         && segs[2].eq_ignore_ascii_case("resourceGroups")
@@ -90,6 +123,10 @@ fn parse_route(segs: &[String]) -> Route {
             && segs[6].eq_ignore_ascii_case("managedClusters")
         {
             Some(ResourceKind::Cluster)
+        } else if segs[5].eq_ignore_ascii_case("Microsoft.ManagedIdentity")
+            && segs[6].eq_ignore_ascii_case("userAssignedIdentities")
+        {
+            Some(ResourceKind::UserAssignedIdentity)
         } else {
             None
         };
@@ -122,6 +159,14 @@ impl Route {
                 },
                 "GET",
             ) => Some(Operation::GetManagedCluster),
+            (
+                Route::Resource {
+                    kind: ResourceKind::UserAssignedIdentity,
+                    ..
+                },
+                "GET",
+            ) => Some(Operation::GetUserAssignedIdentity),
+            (Route::Registries { .. }, "GET") => Some(Operation::ListRegistries),
             (Route::Assignment { .. }, "PUT") => Some(Operation::PutRoleAssignment),
             (Route::Assignment { .. }, "GET") => Some(Operation::GetRoleAssignment),
             (Route::Assignment { .. }, "DELETE") => Some(Operation::DeleteRoleAssignment),
@@ -134,7 +179,7 @@ impl Route {
     /// The subscription whose throttling budget the request spends ("" outside subscriptions).
     fn subscription(&self) -> String {
         match self {
-            Route::Resource { sub, .. } => sub.clone(),
+            Route::Resource { sub, .. } | Route::Registries { sub, .. } => sub.clone(),
             Route::Assignment { scope, .. }
             | Route::Assignments { scope }
             | Route::Permissions { scope } => match scope.as_slice() {
@@ -631,6 +676,22 @@ fn handle_op(
                 rg,
                 name,
             } => get_cluster(st, caller, target, sub, rg, name, &api_version),
+            Route::Resource {
+                kind: ResourceKind::UserAssignedIdentity,
+                sub,
+                rg,
+                name,
+            } => get_user_assigned_identity(st, caller, target, sub, rg, name, &api_version),
+            Route::Registries { sub, rg } => list_registries(
+                st,
+                caller,
+                r,
+                target,
+                sub,
+                rg.as_deref(),
+                &api_version,
+                endpoint,
+            ),
             Route::Assignment { scope, name } => {
                 if let Err(reply) = check_ra_api_version(st, &api_version) {
                     return reply;
@@ -722,14 +783,65 @@ fn check_ra_api_version(st: &State, v: &str) -> Result<(), Reply> {
     if contains_ci(&st.api_versions.role_assignments, v) {
         return Ok(());
     }
-    Err(arm_error(
+    Err(invalid_api_version(v, &st.api_versions.role_assignments))
+}
+
+fn invalid_api_version(v: &str, supported: &[String]) -> Reply {
+    arm_error(
         400,
         "InvalidApiVersionParameter",
         &format!(
             "The api-version '{v}' is invalid. The supported versions are '{}'.",
-            st.api_versions.role_assignments.join(",")
+            supported.join(",")
         ),
-    ))
+    )
+}
+
+/// `Ok(true)`: the version renders `roleAssignmentMode`; `Ok(false)`: it predates the field;
+/// `Err(supported versions)`: the registry provider does not have it.
+fn registry_api_version(st: &State, api_version: &str) -> Result<bool, Vec<String>> {
+    let v = &st.api_versions;
+    if contains_ci(&v.registries_with_role_assignment_mode, api_version) {
+        return Ok(true);
+    }
+    if contains_ci(&v.registries_without_role_assignment_mode, api_version) {
+        return Ok(false);
+    }
+    let mut supported = v.registries_without_role_assignment_mode.clone();
+    supported.extend(v.registries_with_role_assignment_mode.iter().cloned());
+    Err(supported)
+}
+
+/// `$skipToken` of a paged LIST: the position of the last item already returned.
+fn skip_token(r: &Req) -> Result<u64, Reply> {
+    match r.query_param("$skipToken") {
+        None => Ok(0),
+        Some(t) => t.parse::<u64>().map_err(|_| {
+            arm_error(
+                400,
+                "InvalidSkipToken",
+                &format!("The skip token '{t}' is not valid."),
+            )
+        }),
+    }
+}
+
+/// Absolute `nextLink`: the request's own URL (built from its Host) with `$skipToken={last}`.
+fn next_link(r: &Req, endpoint: &str, last: u64) -> String {
+    let kept: Vec<&str> = r
+        .raw_query
+        .split('&')
+        .filter(|p| {
+            let key = p.split('=').next().unwrap_or_default();
+            !percent_decode(key, true).eq_ignore_ascii_case("$skipToken") && !p.is_empty()
+        })
+        .collect();
+    let mut query = kept.join("&");
+    if !query.is_empty() {
+        query.push('&');
+    }
+    query.push_str(&format!("$skipToken={last}"));
+    format!("{}{}?{query}", r.host(endpoint), r.raw_path)
 }
 
 fn no_registered_provider(v: &str, location: &str, ty: &str, supported: &[String]) -> Reply {
@@ -781,31 +893,16 @@ fn get_registry(
     name: &str,
     api_version: &str,
 ) -> Reply {
-    let with_mode = contains_ci(
-        &st.api_versions.registries_with_role_assignment_mode,
-        api_version,
-    );
-    let without_mode = contains_ci(
-        &st.api_versions.registries_without_role_assignment_mode,
-        api_version,
-    );
     let found = st.registries.get(&norm_id(target));
-    if !with_mode && !without_mode {
-        let mut supported = st
-            .api_versions
-            .registries_without_role_assignment_mode
-            .clone();
-        supported.extend(
-            st.api_versions
-                .registries_with_role_assignment_mode
-                .iter()
-                .cloned(),
-        );
-        let location = found
-            .map(|r| r.config.location.as_str())
-            .unwrap_or("westus");
-        return no_registered_provider(api_version, location, "registries", &supported);
-    }
+    let with_mode = match registry_api_version(st, api_version) {
+        Ok(with_mode) => with_mode,
+        Err(supported) => {
+            let location = found
+                .map(|r| r.config.location.as_str())
+                .unwrap_or("westus");
+            return no_registered_provider(api_version, location, "registries", &supported);
+        }
+    };
     if let Err(reply) = authorize(
         st,
         caller,
@@ -825,6 +922,148 @@ fn get_registry(
             rg,
         ),
     }
+}
+
+/// Registries_List / Registries_ListByResourceGroup: full registry bodies as GET renders them,
+/// in creation order, paged like role-assignment LIST.
+#[allow(clippy::too_many_arguments)]
+fn list_registries(
+    st: &State,
+    caller: &Caller,
+    r: &Req,
+    target: &str,
+    sub: &str,
+    rg: Option<&str>,
+    api_version: &str,
+    endpoint: &str,
+) -> Reply {
+    let with_mode = match registry_api_version(st, api_version) {
+        Ok(with_mode) => with_mode,
+        Err(supported) => {
+            return no_registered_provider(api_version, "westus", "registries", &supported);
+        }
+    };
+    let trims = st.faults.registry_list_trims_unreadable;
+    if !trims
+        && let Err(reply) = authorize(
+            st,
+            caller,
+            Operation::ListRegistries,
+            target,
+            &Attributes::default(),
+        )
+    {
+        return reply;
+    }
+    let scope = match rg {
+        Some(rg) => {
+            if let Err(reply) = check_parents(st, sub, rg) {
+                return reply;
+            }
+            norm_id(&format!("/subscriptions/{sub}/resourceGroups/{rg}"))
+        }
+        None => {
+            if !st.subscription_exists(sub) {
+                return arm_error(
+                    404,
+                    "SubscriptionNotFound",
+                    &format!("The subscription '{sub}' could not be found."),
+                );
+            }
+            norm_id(&format!("/subscriptions/{sub}"))
+        }
+    };
+    let after = match skip_token(r) {
+        Ok(n) => n,
+        Err(reply) => return reply,
+    };
+    let mut candidates: Vec<&Registry> = st
+        .registries
+        .iter()
+        .filter(|(key, reg)| key.starts_with(&format!("{scope}/")) && reg.seq > after)
+        .map(|(_, reg)| reg)
+        .collect();
+    candidates.sort_by_key(|reg| reg.seq);
+    let readable = |reg: &&Registry| {
+        !trims
+            || authorize(
+                st,
+                caller,
+                Operation::ListRegistries,
+                &format!("/{}", reg.config.id.trim_matches('/')),
+                &Attributes::default(),
+            )
+            .is_ok()
+    };
+    let page_size = st.faults.list_page_size.max(1);
+    let mut visible = candidates.into_iter().filter(readable);
+    let page: Vec<&Registry> = visible.by_ref().take(page_size).collect();
+    let more = visible.next().is_some();
+    let mut body = json!({
+        "value": page
+            .iter()
+            .map(|reg| registry_body(reg, api_version, with_mode))
+            .collect::<Vec<_>>()
+    });
+    if more && let Some(last) = page.last() {
+        body["nextLink"] = json!(next_link(r, endpoint, last.seq));
+    }
+    Reply::json(200, body)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn get_user_assigned_identity(
+    st: &State,
+    caller: &Caller,
+    target: &str,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    api_version: &str,
+) -> Reply {
+    if !contains_ci(&st.api_versions.user_assigned_identities, api_version) {
+        return invalid_api_version(api_version, &st.api_versions.user_assigned_identities);
+    }
+    if let Err(reply) = authorize(
+        st,
+        caller,
+        Operation::GetUserAssignedIdentity,
+        target,
+        &Attributes::default(),
+    ) {
+        return reply;
+    }
+    if let Err(reply) = check_parents(st, sub, rg) {
+        return reply;
+    }
+    let Some(u) = st.user_identities.get(&norm_id(target)) else {
+        return resource_not_found(
+            &format!("Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
+            rg,
+        );
+    };
+    let segs: Vec<&str> = u.id.split('/').filter(|s| !s.is_empty()).collect();
+    let (u_sub, u_rg, u_name) = (
+        segs.get(1).copied().unwrap_or(sub),
+        segs.get(3).copied().unwrap_or(rg),
+        segs.get(7).copied().unwrap_or(name),
+    );
+    // The published example spells the segment `resourcegroups`, as AKS's kubelet resourceId does.
+    Reply::json(
+        200,
+        json!({
+            "id": format!("/subscriptions/{u_sub}/resourcegroups/{u_rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{u_name}"),
+            "location": u.location,
+            "name": u_name,
+            "properties": {
+                "clientId": u.client_id,
+                "principalId": u.principal_id,
+                "tenantId": st.tenant_id
+            },
+            "tags": u.tags,
+            "type": "Microsoft.ManagedIdentity/userAssignedIdentities"
+        }),
+    )
 }
 
 fn last_segment(id: &str) -> &str {
@@ -1299,9 +1538,18 @@ fn put_assignment(st: &mut State, caller: &Caller, r: &Req, scope: &str, name: &
             }
         },
     };
-    let condition = condition.filter(|c| !c.trim().is_empty());
+    let condition = condition
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| st.faults.condition_storage.apply(c));
     let condition_version = match (&condition, condition_version) {
         (None, _) => None,
+        (Some(_), None) if st.faults.condition_version_required => {
+            return arm_error(
+                400,
+                "InvalidConditionVersion",
+                "The condition version must be specified when a condition is specified. The supported condition version is '2.0'.",
+            );
+        }
         (Some(_), None) => Some("2.0".to_string()),
         (Some(_), Some(v)) if v == "2.0" => Some(v),
         (Some(_), Some(v)) => {
@@ -1314,6 +1562,19 @@ fn put_assignment(st: &mut State, caller: &Caller, r: &Req, scope: &str, name: &
             );
         }
     };
+    if condition.is_some()
+        && st.faults.catalog_lister_rejects_conditions
+        && role_guid.eq_ignore_ascii_case(crate::roles::REPOSITORY_CATALOG_LISTER)
+    {
+        return arm_error(
+            400,
+            "InvalidRoleAssignmentCondition",
+            &format!(
+                "The given role assignment condition is invalid. The role definition 'Container Registry Repository Catalog Lister' ({}) does not support conditions: assign it without a condition.",
+                crate::roles::REPOSITORY_CATALOG_LISTER
+            ),
+        );
+    }
     let scope_segs: Vec<String> = scope
         .split('/')
         .filter(|s| !s.is_empty())
@@ -1552,18 +1813,9 @@ fn list_assignments(st: &State, r: &Req, scope_segs: &[String], endpoint: &str) 
         Ok(f) => f,
         Err(reply) => return reply,
     };
-    let after = match r.query_param("$skipToken") {
-        None => 0,
-        Some(t) => match t.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => {
-                return arm_error(
-                    400,
-                    "InvalidSkipToken",
-                    &format!("The skip token '{t}' is not valid."),
-                );
-            }
-        },
+    let after = match skip_token(r) {
+        Ok(n) => n,
+        Err(reply) => return reply,
     };
     let scope = norm_id(&scope_segs.join("/"));
     let page_size = st.faults.list_page_size.max(1);
@@ -1590,24 +1842,31 @@ fn list_assignments(st: &State, r: &Req, scope_segs: &[String], endpoint: &str) 
         }
         page.push((*seq, rec));
     }
-    let mut body = json!({"value": page.iter().map(|(_, rec)| ra_body(rec)).collect::<Vec<_>>()});
+    let mut body = json!({
+        "value": page
+            .iter()
+            .map(|(_, rec)| list_item(st, rec))
+            .collect::<Vec<_>>()
+    });
     if more && let Some((last, _)) = page.last() {
-        let kept: Vec<&str> = r
-            .raw_query
-            .split('&')
-            .filter(|p| {
-                let key = p.split('=').next().unwrap_or_default();
-                !percent_decode(key, true).eq_ignore_ascii_case("$skipToken") && !p.is_empty()
-            })
-            .collect();
-        let mut query = kept.join("&");
-        if !query.is_empty() {
-            query.push('&');
-        }
-        query.push_str(&format!("$skipToken={last}"));
-        body["nextLink"] = json!(format!("{}{}?{query}", r.host(endpoint), r.raw_path));
+        body["nextLink"] = json!(next_link(r, endpoint, *last));
     }
     Reply::json(200, body)
+}
+
+/// An assignment as a LIST page shows it: `ra_body`, or malformed when `corrupt_in_list` says so.
+fn list_item(st: &State, rec: &RoleAssignmentRecord) -> Value {
+    let mut body = ra_body(rec);
+    match st.corrupt_in_list.get(&rec.name.to_ascii_lowercase()) {
+        None => {}
+        Some(ListCorruption::PrincipalIdNumber) => {
+            body["properties"]["principalId"] = json!(1_234_567_890_u64);
+        }
+        Some(ListCorruption::PropertiesString) => {
+            body["properties"] = json!(format!("corrupted by the emulator: {}", rec.id));
+        }
+    }
+    body
 }
 
 #[cfg(test)]

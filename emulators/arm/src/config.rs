@@ -60,6 +60,9 @@ pub struct TenantConfig {
     pub authorization: AuthorizationMode,
     /// Custom role definitions with their permissions (usable in `roleAssignments`).
     pub custom_roles: Vec<CustomRole>,
+    /// `Microsoft.ManagedIdentity/userAssignedIdentities` that exist (GET-able, usable as scopes);
+    /// each one's principal joins the directory as a service principal created long ago.
+    pub user_assigned_identities: Vec<UserAssignedIdentityConfig>,
 }
 
 /// How the emulator decides whether an authenticated caller may perform an action.
@@ -120,6 +123,7 @@ impl Default for TenantConfig {
             faults: FaultConfig::default(),
             authorization: AuthorizationMode::AllowAll,
             custom_roles: Vec::new(),
+            user_assigned_identities: Vec::new(),
         }
     }
 }
@@ -299,6 +303,11 @@ pub struct PrincipalConfig {
     pub created_at_offset_secs: i64,
     /// `User`, `Group` or `ServicePrincipal`; managed identities are `ServicePrincipal`.
     pub principal_type: String,
+    /// For `principalType: Group`: object ids of its direct members (users, service principals or
+    /// other groups; nesting is followed). Only the data-plane checks
+    /// (`ArmEmulator::may_read_repository`, `may_list_catalog`) look at membership.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 impl Default for PrincipalConfig {
@@ -307,7 +316,64 @@ impl Default for PrincipalConfig {
             object_id: String::new(),
             created_at_offset_secs: -86_400,
             principal_type: "ServicePrincipal".to_string(),
+            members: Vec::new(),
         }
+    }
+}
+
+/// A `Microsoft.ManagedIdentity/userAssignedIdentities` resource.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UserAssignedIdentityConfig {
+    /// `/subscriptions/S/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/NAME`
+    pub id: String,
+    /// Object id of its service principal (what role assignments name). Generated from the id
+    /// when absent.
+    pub principal_id: Option<String>,
+    /// Application (client) id (what token requests name). Generated from the id when absent.
+    pub client_id: Option<String>,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for UserAssignedIdentityConfig {
+    fn default() -> Self {
+        UserAssignedIdentityConfig {
+            id: String::new(),
+            principal_id: None,
+            client_id: None,
+            location: "westus".to_string(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl UserAssignedIdentityConfig {
+    pub fn new(id: impl Into<String>) -> Self {
+        UserAssignedIdentityConfig {
+            id: id.into(),
+            ..UserAssignedIdentityConfig::default()
+        }
+    }
+
+    /// The same identity with absent ids generated deterministically from the resource id
+    /// (case-insensitively), as `ArmEmulator::add_user_assigned_identity` stores it.
+    pub fn with_generated_ids(mut self) -> Self {
+        let key = self.id.trim().trim_matches('/').to_ascii_lowercase();
+        let derive = |kind: &str| {
+            uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_URL,
+                format!("uami-{kind}:/{key}").as_bytes(),
+            )
+            .to_string()
+        };
+        if self.principal_id.as_deref().is_none_or(str::is_empty) {
+            self.principal_id = Some(derive("principal"));
+        }
+        if self.client_id.as_deref().is_none_or(str::is_empty) {
+            self.client_id = Some(derive("client"));
+        }
+        self
     }
 }
 
@@ -338,6 +404,8 @@ pub struct ApiVersions {
     pub role_assignments: Vec<String>,
     /// `Microsoft.Authorization/permissions`; versions before 2018-07-01 have no data actions.
     pub permissions: Vec<String>,
+    /// `Microsoft.ManagedIdentity/userAssignedIdentities` GET.
+    pub user_assigned_identities: Vec<String>,
 }
 
 impl Default for ApiVersions {
@@ -359,6 +427,7 @@ impl Default for ApiVersions {
                 "2022-04-01",
                 "2022-05-01-preview",
             ]),
+            user_assigned_identities: v(&["2023-01-31", "2024-11-30"]),
         }
     }
 }
@@ -431,6 +500,42 @@ pub struct FaultConfig {
     /// caller's role assignment they come from. `false`: only the four permission arrays, as the
     /// 2022-04-01 schema defines them.
     pub permissions_show_assignment_conditions: bool,
+    /// UNCONFIRMED. Registries_List in `Rbac` mode (and under deny rules): `true` leaves out the
+    /// registries the caller may not read and answers 200 even when that is all of them; `false`
+    /// requires `Microsoft.ContainerRegistry/registries/read` at the list scope (else 403) and
+    /// then returns every registry there.
+    pub registry_list_trims_unreadable: bool,
+    /// UNCONFIRMED (docs: the role "does not support ABAC conditions"; the exact error is not
+    /// published). `true`: a PUT of Container Registry Repository Catalog Lister with a non-empty
+    /// condition gets 400 `InvalidRoleAssignmentCondition`.
+    pub catalog_lister_rejects_conditions: bool,
+    /// UNCONFIRMED. `false`: a PUT with a condition and no `conditionVersion` stores "2.0" (what
+    /// the CLI sends by default). `true`: 400 `InvalidConditionVersion`.
+    pub condition_version_required: bool,
+    /// UNCONFIRMED whether ARM reformats a condition it stores.
+    pub condition_storage: ConditionStorage,
+}
+
+/// See [`FaultConfig::condition_storage`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum ConditionStorage {
+    /// The condition text exactly as the PUT body sent it.
+    #[default]
+    AsSent,
+    /// Every run of whitespace (spaces, tabs, newlines) becomes one space; leading and trailing
+    /// whitespace is dropped.
+    CollapseWhitespace,
+}
+
+impl ConditionStorage {
+    pub(crate) fn apply(self, condition: String) -> String {
+        match self {
+            ConditionStorage::AsSent => condition,
+            ConditionStorage::CollapseWhitespace => {
+                condition.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
+        }
+    }
 }
 
 /// See [`FaultConfig::abac_denial_wording`].
@@ -462,6 +567,10 @@ impl Default for FaultConfig {
             injected_retry_after_secs: 1,
             abac_denial_wording: AbacDenialWording::RoleAssignmentActions,
             permissions_show_assignment_conditions: true,
+            registry_list_trims_unreadable: true,
+            catalog_lister_rejects_conditions: true,
+            condition_version_required: false,
+            condition_storage: ConditionStorage::AsSent,
         }
     }
 }
@@ -524,5 +633,63 @@ mod tests {
         assert_eq!(round_trip, TenantConfig::sample());
         let legacy: RegistryMode = serde_json::from_str("\"Legacy\"").expect("alias");
         assert_eq!(legacy, RegistryMode::Legacy);
+    }
+
+    #[test]
+    fn identities_groups_and_new_faults_parse() {
+        let cfg: TenantConfig = serde_json::from_str(
+            r#"{
+                "userAssignedIdentities": [
+                    {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a"},
+                    {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/b", "principalId": "p", "location": "eastus"}
+                ],
+                "principals": [{"objectId": "g", "principalType": "Group", "members": ["m1", "m2"]}],
+                "faults": {"registryListTrimsUnreadable": false, "conditionStorage": "CollapseWhitespace", "conditionVersionRequired": true, "catalogListerRejectsConditions": false}
+            }"#,
+        )
+        .expect("parses");
+        assert_eq!(cfg.user_assigned_identities[0].location, "westus");
+        assert_eq!(cfg.user_assigned_identities[0].principal_id, None);
+        assert_eq!(
+            cfg.user_assigned_identities[1].principal_id.as_deref(),
+            Some("p")
+        );
+        assert_eq!(cfg.principals[0].members, vec!["m1", "m2"]);
+        assert!(!cfg.faults.registry_list_trims_unreadable);
+        assert!(cfg.faults.condition_version_required);
+        assert!(!cfg.faults.catalog_lister_rejects_conditions);
+        assert_eq!(
+            cfg.faults.condition_storage,
+            ConditionStorage::CollapseWhitespace
+        );
+        assert_eq!(
+            cfg.api_versions.user_assigned_identities,
+            vec!["2023-01-31", "2024-11-30"]
+        );
+
+        let d = FaultConfig::default();
+        assert!(d.registry_list_trims_unreadable && d.catalog_lister_rejects_conditions);
+        assert!(!d.condition_version_required);
+        assert_eq!(d.condition_storage, ConditionStorage::AsSent);
+
+        let a = cfg.user_assigned_identities[0].clone().with_generated_ids();
+        let upper = UserAssignedIdentityConfig::new(a.id.to_ascii_uppercase()).with_generated_ids();
+        assert_eq!(
+            a.principal_id, upper.principal_id,
+            "ids are derived case-insensitively"
+        );
+        assert_ne!(a.principal_id, a.client_id);
+        let b = cfg.user_assigned_identities[1].clone().with_generated_ids();
+        assert_eq!(b.principal_id.as_deref(), Some("p"), "given ids are kept");
+        assert_ne!(b.client_id, a.client_id);
+
+        assert_eq!(
+            ConditionStorage::CollapseWhitespace.apply("  a \n\t b  ".to_string()),
+            "a b"
+        );
+        assert_eq!(
+            ConditionStorage::AsSent.apply(" a\n b ".to_string()),
+            " a\n b "
+        );
     }
 }

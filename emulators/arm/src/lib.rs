@@ -11,6 +11,10 @@
 //! - `Microsoft.Authorization/roleAssignments` PUT/GET/DELETE/LIST at any existing scope, with
 //!   ARM's idempotency, conflict, replication-delay, paging and filter semantics;
 //! - `Microsoft.Authorization/permissions` (what the caller may do at a scope);
+//! - Registries_List (subscription and resource group) and `userAssignedIdentities` GET;
+//! - data-plane answers for tests ([`ArmEmulator::may_read_repository`],
+//!   [`ArmEmulator::may_list_catalog`]): what ACR would allow a principal given its role
+//!   assignments, the registry's mode and repository ABAC conditions;
 //! - ARM's cross-cutting behaviour: bearer-token checks, per-(caller, subscription) token-bucket
 //!   throttling, authorization (allow-all with deny rules, or real RBAC from the caller's role
 //!   assignments including delegation conditions), request ids, and injectable faults;
@@ -23,6 +27,7 @@
 
 mod arm;
 mod config;
+mod dataplane;
 mod entra;
 mod rbac;
 pub mod roles;
@@ -31,15 +36,17 @@ mod state;
 mod util;
 
 pub use config::{
-    AbacDenialWording, ApiVersions, AuthorizationMode, ClusterConfig, CustomRole,
+    AbacDenialWording, ApiVersions, AuthorizationMode, ClusterConfig, ConditionStorage, CustomRole,
     DEFAULT_IDENTITY_HEADER, DEFAULT_OPERATOR_CLIENT_ID, DEFAULT_OPERATOR_CLIENT_SECRET,
     DEFAULT_OPERATOR_OBJECT_ID, DEFAULT_SUBSCRIPTION_ID, DEFAULT_TENANT_ID, FaultConfig,
     IdentityConfig, KubeletIdentity, PrincipalConfig, RegistryConfig, RegistryMode,
     RoleAssignmentConfig, RoleDefinitionIdFormat, RolePermissions, TenantConfig, ThrottleConfig,
-    UnknownPrincipal,
+    UnknownPrincipal, UserAssignedIdentityConfig,
 };
 pub use roles::*;
-pub use state::{ANONYMOUS, CallCounts, EXTERNAL, LoggedRequest, Operation, RoleAssignmentRecord};
+pub use state::{
+    ANONYMOUS, CallCounts, EXTERNAL, ListCorruption, LoggedRequest, Operation, RoleAssignmentRecord,
+};
 
 use server::Shared;
 use state::{DenyRule, State};
@@ -301,6 +308,102 @@ impl ArmEmulator {
         let mut st = self.inner.shared.lock();
         let now = st.now();
         st.add_principal(object_id, now, "ServicePrincipal");
+    }
+
+    /// Adds or replaces a user-assigned identity (its subscription and resource group appear
+    /// implicitly) and returns it with `principalId`/`clientId` filled in (generated
+    /// deterministically from the id when absent). Its principal joins the directory as a
+    /// service principal created long ago. An invalid id or non-GUID ids are logged and the
+    /// identity is returned unchanged but not added.
+    pub fn add_user_assigned_identity(
+        &self,
+        identity: UserAssignedIdentityConfig,
+    ) -> UserAssignedIdentityConfig {
+        let fallback = identity.clone();
+        match self
+            .inner
+            .shared
+            .lock()
+            .add_user_assigned_identity(identity)
+        {
+            Ok(filled) => filled,
+            Err(e) => {
+                tracing::warn!(error = %e, "arm-emulator: user-assigned identity not added");
+                fallback
+            }
+        }
+    }
+
+    /// Deletes a user-assigned identity (its principal stays in the directory).
+    pub fn remove_user_assigned_identity(&self, id: &str) -> bool {
+        self.inner
+            .shared
+            .lock()
+            .user_identities
+            .remove(&state::norm_id(id))
+            .is_some()
+    }
+
+    /// Makes `object_id` a directory group (created long ago unless it already exists) whose
+    /// direct members are exactly `members` (object ids; groups nest). Membership counts for
+    /// [`ArmEmulator::may_read_repository`] and [`ArmEmulator::may_list_catalog`] only.
+    pub fn add_group<I, S>(&self, object_id: &str, members: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let members: Vec<String> = members
+            .into_iter()
+            .map(|m| m.as_ref().to_string())
+            .collect();
+        self.inner.shared.lock().set_members(object_id, &members);
+    }
+
+    /// Would ACR let `principal_id` pull from `repository` of this registry? Legacy mode: a
+    /// role whose `actions` grant `Microsoft.ContainerRegistry/registries/pull/read`. ABAC
+    /// mode: `dataActions` granting `repositories/content/read` and `repositories/metadata/read`,
+    /// with the assignments' repository conditions evaluated (an unparseable condition grants
+    /// nothing). Assignments at or above the registry, to the principal or to a group it belongs
+    /// to. False for a registry the emulator does not have. Independent of `authorization`.
+    pub fn may_read_repository(
+        &self,
+        registry_id: &str,
+        principal_id: &str,
+        repository: &str,
+    ) -> bool {
+        dataplane::may_read_repository(
+            &self.inner.shared.lock(),
+            registry_id,
+            principal_id,
+            repository,
+        )
+    }
+
+    /// Would ACR let `principal_id` list the registry's catalog? Legacy mode: as
+    /// [`ArmEmulator::may_read_repository`]; ABAC mode: `dataActions` granting
+    /// `Microsoft.ContainerRegistry/registries/catalog/read`.
+    pub fn may_list_catalog(&self, registry_id: &str, principal_id: &str) -> bool {
+        dataplane::may_list_catalog(&self.inner.shared.lock(), registry_id, principal_id)
+    }
+
+    /// Role-assignment LIST pages render the assignment named `assignment_name` malformed
+    /// (`properties.principalId` a number); GET of it is unaffected.
+    pub fn corrupt_in_list(&self, assignment_name: &str) {
+        self.corrupt_in_list_as(assignment_name, ListCorruption::default());
+    }
+
+    /// Like [`ArmEmulator::corrupt_in_list`] with the kind of damage chosen.
+    pub fn corrupt_in_list_as(&self, assignment_name: &str, corruption: ListCorruption) {
+        self.inner
+            .shared
+            .lock()
+            .corrupt_in_list
+            .insert(assignment_name.trim().to_ascii_lowercase(), corruption);
+    }
+
+    /// Renders every assignment well-formed in LIST pages again.
+    pub fn clear_corrupt_in_list(&self) {
+        self.inner.shared.lock().corrupt_in_list.clear();
     }
 
     /// Removes a principal from the directory (its assignments stay, as in Azure).

@@ -150,8 +150,9 @@ enum Expr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Condition(Expr);
 
+/// Lexical tokens of the condition language (shared with the data-plane evaluator).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Open,
     Close,
     BraceOpen,
@@ -165,7 +166,7 @@ enum Token {
     Word(String),
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;

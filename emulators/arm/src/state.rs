@@ -3,6 +3,7 @@
 use crate::config::{
     AuthorizationMode, ClusterConfig, FaultConfig, IdentityConfig, RegistryConfig,
     RoleAssignmentConfig, RoleDefinitionIdFormat, RolePermissions, TenantConfig,
+    UserAssignedIdentityConfig,
 };
 use crate::roles;
 use crate::util::{Rng, arm_timestamp, is_guid};
@@ -32,6 +33,21 @@ pub enum Operation {
     ListRoleAssignments,
     /// `GET {scope}/providers/Microsoft.Authorization/permissions`.
     ListPermissions,
+    /// Registries_List and Registries_ListByResourceGroup
+    /// (`GET /subscriptions/S[/resourceGroups/RG]/providers/Microsoft.ContainerRegistry/registries`).
+    ListRegistries,
+    /// `GET …/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}`.
+    GetUserAssignedIdentity,
+}
+
+/// How [`crate::ArmEmulator::corrupt_in_list`] breaks an assignment in role-assignment LIST pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum ListCorruption {
+    /// `properties.principalId` is a JSON number instead of a string.
+    #[default]
+    PrincipalIdNumber,
+    /// `properties` is a JSON string instead of an object.
+    PropertiesString,
 }
 
 /// ARM's three throttling buckets.
@@ -68,7 +84,9 @@ impl Operation {
             | Operation::GetManagedCluster
             | Operation::GetRoleAssignment
             | Operation::ListRoleAssignments
-            | Operation::ListPermissions => Some(OpKind::Read),
+            | Operation::ListPermissions
+            | Operation::ListRegistries
+            | Operation::GetUserAssignedIdentity => Some(OpKind::Read),
             Operation::PutRoleAssignment => Some(OpKind::Write),
             Operation::DeleteRoleAssignment => Some(OpKind::Delete),
         }
@@ -79,7 +97,12 @@ impl Operation {
     pub fn action(self) -> Option<&'static str> {
         match self {
             Operation::Token | Operation::ListPermissions => None,
-            Operation::GetRegistry => Some("Microsoft.ContainerRegistry/registries/read"),
+            Operation::GetRegistry | Operation::ListRegistries => {
+                Some("Microsoft.ContainerRegistry/registries/read")
+            }
+            Operation::GetUserAssignedIdentity => {
+                Some("Microsoft.ManagedIdentity/userAssignedIdentities/read")
+            }
             Operation::GetManagedCluster => Some("Microsoft.ContainerService/managedClusters/read"),
             Operation::GetRoleAssignment | Operation::ListRoleAssignments => {
                 Some("Microsoft.Authorization/roleAssignments/read")
@@ -219,12 +242,16 @@ pub(crate) struct Principal {
     /// Emulator clock seconds (may be negative: created before start).
     pub created_at: f64,
     pub principal_type: String,
+    /// Direct members (lower-case object ids) when `principal_type` is `Group`.
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Registry {
     pub config: RegistryConfig,
     pub created: SystemTime,
+    /// Position in Registries_List (and its `$skipToken`); kept when the registry is replaced.
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -254,7 +281,10 @@ pub(crate) struct State {
     resource_groups: HashSet<String>,
     resources: HashSet<String>,
     pub registries: HashMap<String, Registry>,
+    next_registry_seq: u64,
     pub clusters: HashMap<String, ClusterConfig>,
+    /// Keyed by normalised id; ids are always filled in.
+    pub user_identities: HashMap<String, UserAssignedIdentityConfig>,
     pub identities: Vec<IdentityConfig>,
     pub principals: HashMap<String, Principal>,
     pub role_definitions: HashSet<String>,
@@ -272,6 +302,8 @@ pub(crate) struct State {
     pub deny: Vec<DenyRule>,
     pub fail_next: HashMap<Operation, VecDeque<u16>>,
     pub rng: Rng,
+    /// Lower-case assignment names rendered malformed in role-assignment LIST pages.
+    pub corrupt_in_list: HashMap<String, ListCorruption>,
 }
 
 /// Lowercased, leading `/`, no trailing `/`: ARM compares resource ids case-insensitively.
@@ -320,7 +352,9 @@ impl State {
             resource_groups: HashSet::new(),
             resources: HashSet::new(),
             registries: HashMap::new(),
+            next_registry_seq: 1,
             clusters: HashMap::new(),
+            user_identities: HashMap::new(),
             identities: config.identities.clone(),
             principals: HashMap::new(),
             role_definitions: roles::BUILT_IN_ROLES
@@ -341,6 +375,7 @@ impl State {
             deny: Vec::new(),
             fail_next: HashMap::new(),
             rng: Rng::new(config.faults.seed),
+            corrupt_in_list: HashMap::new(),
         };
         if !is_guid(&config.tenant_id) {
             return Err(format!("tenantId '{}' is not a GUID", config.tenant_id));
@@ -371,6 +406,9 @@ impl State {
         for c in &config.clusters {
             st.add_cluster(c.clone(), -86_400.0)?;
         }
+        for u in &config.user_assigned_identities {
+            st.add_user_assigned_identity(u.clone())?;
+        }
         for i in &config.identities {
             st.add_principal(&i.object_id, -86_400.0, "ServicePrincipal");
         }
@@ -380,6 +418,9 @@ impl State {
                 p.created_at_offset_secs as f64,
                 &p.principal_type,
             );
+            if !p.members.is_empty() {
+                st.set_members(&p.object_id, &p.members);
+            }
         }
         for ra in &config.role_assignments {
             st.insert_config_assignment(ra)?;
@@ -406,6 +447,7 @@ impl State {
         let key = norm_id(id);
         self.registries.contains_key(&key)
             || self.clusters.contains_key(&key)
+            || self.user_identities.contains_key(&key)
             || self.resources.contains(&key)
     }
 
@@ -465,14 +507,96 @@ impl State {
             Some(("Microsoft.ContainerRegistry", "registries")),
         )?;
         self.add_parents(&config.id)?;
+        let key = norm_id(&config.id);
+        let seq = match self.registries.get(&key) {
+            Some(existing) => existing.seq,
+            None => {
+                self.next_registry_seq += 1;
+                self.next_registry_seq - 1
+            }
+        };
         self.registries.insert(
-            norm_id(&config.id),
+            key,
             Registry {
                 config,
                 created: SystemTime::now(),
+                seq,
             },
         );
         Ok(())
+    }
+
+    /// Adds or replaces a user-assigned identity; returns it with its ids filled in. Its
+    /// principal joins the directory as a service principal created long ago.
+    pub fn add_user_assigned_identity(
+        &mut self,
+        config: UserAssignedIdentityConfig,
+    ) -> Result<UserAssignedIdentityConfig, String> {
+        Self::resource_id_shape(
+            &config.id,
+            Some(("Microsoft.ManagedIdentity", "userAssignedIdentities")),
+        )?;
+        let filled = config.with_generated_ids();
+        for id in [&filled.principal_id, &filled.client_id] {
+            let id = id.as_deref().unwrap_or_default();
+            if !is_guid(id) {
+                return Err(format!(
+                    "userAssignedIdentities '{}': '{id}' is not a GUID",
+                    filled.id
+                ));
+            }
+        }
+        self.add_parents(&filled.id)?;
+        self.add_principal(
+            filled.principal_id.as_deref().unwrap_or_default(),
+            -86_400.0,
+            "ServicePrincipal",
+        );
+        self.user_identities
+            .insert(norm_id(&filled.id), filled.clone());
+        Ok(filled)
+    }
+
+    /// Makes `object_id` a group (created long ago unless it exists) with exactly these members.
+    pub fn set_members(&mut self, object_id: &str, members: &[String]) {
+        if object_id.is_empty() {
+            return;
+        }
+        let p = self
+            .principals
+            .entry(object_id.to_ascii_lowercase())
+            .or_insert_with(|| Principal {
+                created_at: -86_400.0,
+                principal_type: "Group".to_string(),
+                members: Vec::new(),
+            });
+        p.principal_type = "Group".to_string();
+        p.members = members
+            .iter()
+            .map(|m| m.trim().to_ascii_lowercase())
+            .filter(|m| !m.is_empty())
+            .collect();
+    }
+
+    /// `object_id` and every group it belongs to, directly or through nested groups (lower-case).
+    pub fn principal_and_groups(&self, object_id: &str) -> HashSet<String> {
+        let mut found: HashSet<String> = HashSet::from([object_id.to_ascii_lowercase()]);
+        loop {
+            let more: Vec<String> = self
+                .principals
+                .iter()
+                .filter(|(gid, g)| {
+                    !found.contains(*gid)
+                        && g.principal_type.eq_ignore_ascii_case("Group")
+                        && g.members.iter().any(|m| found.contains(m))
+                })
+                .map(|(gid, _)| gid.clone())
+                .collect();
+            if more.is_empty() {
+                return found;
+            }
+            found.extend(more);
+        }
     }
 
     pub fn add_cluster(
@@ -502,6 +626,7 @@ impl State {
             .or_insert_with(|| Principal {
                 created_at,
                 principal_type: principal_type.to_string(),
+                members: Vec::new(),
             });
     }
 

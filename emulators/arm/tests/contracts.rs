@@ -490,3 +490,105 @@ async fn permissions_for_resource_2022_05_01_preview() {
     )
     .await;
 }
+
+/// Registries_List examples: the example's one registry exists; the list has the example's shape,
+/// its one item, and that item is exactly what GET of the registry returns.
+async fn check_registry_list(file: &str, by_resource_group: bool) {
+    let fx = fixture(file);
+    let expected = response(&fx, "200");
+    let item = &expected["value"][0];
+    let id = item["id"].as_str().unwrap_or_default().to_string();
+    let tags: BTreeMap<String, String> =
+        serde_json::from_value(item["tags"].clone()).unwrap_or_default();
+    let cfg = TenantConfig {
+        registries: vec![RegistryConfig {
+            location: item["location"].as_str().unwrap_or("westus").to_string(),
+            tags,
+            login_server: item["properties"]["loginServer"]
+                .as_str()
+                .map(str::to_string),
+            ..RegistryConfig::new(id.clone(), RegistryMode::Legacy)
+        }],
+        ..TenantConfig::default()
+    };
+    let api = start(cfg).await;
+    let p = &fx["parameters"];
+    let sub = p["subscriptionId"].as_str().unwrap_or_default();
+    let version = p["api-version"].as_str().unwrap_or_default();
+    let path = if by_resource_group {
+        format!(
+            "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.ContainerRegistry/registries?api-version={version}",
+            p["resourceGroupName"].as_str().unwrap_or_default()
+        )
+    } else {
+        format!(
+            "/subscriptions/{sub}/providers/Microsoft.ContainerRegistry/registries?api-version={version}"
+        )
+    };
+    let r = api.get(&path).await;
+    assert_eq!(r.status, 200, "{file}: {}", r.body);
+    assert_same_shape(file, &expected, &r.body, &[]);
+    assert_eq!(r.body["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r.body["value"][0]["id"], item["id"]);
+    assert_eq!(
+        r.body["value"][0]["properties"]["roleAssignmentMode"],
+        item["properties"]["roleAssignmentMode"]
+    );
+    assert_eq!(
+        r.body["value"][0]["properties"]["loginServer"],
+        item["properties"]["loginServer"]
+    );
+    let get = api.get(&format!("{id}?api-version={version}")).await;
+    assert_eq!(get.status, 200, "{}", get.body);
+    assert_eq!(r.body["value"][0], get.body, "list items are GET bodies");
+}
+
+#[tokio::test]
+async fn registry_list_2025_11_01() {
+    check_registry_list("acr_2025-11-01_RegistryList.json", false).await;
+}
+
+#[tokio::test]
+async fn registry_list_by_resource_group_2025_11_01() {
+    check_registry_list("acr_2025-11-01_RegistryListByResourceGroup.json", true).await;
+}
+
+#[tokio::test]
+async fn user_assigned_identity_get_2023_01_31() {
+    // The example's request names `resourceName` but its body describes `identityName`; the
+    // identity is configured as the body describes it and requested by that name.
+    let fx = fixture("msi_2023-01-31_IdentityGet.json");
+    let expected = response(&fx, "200");
+    let props = &expected["properties"];
+    let cfg = TenantConfig {
+        tenant_id: props["tenantId"].as_str().unwrap_or_default().to_string(),
+        user_assigned_identities: vec![arm_emulator::UserAssignedIdentityConfig {
+            id: expected["id"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("/resourcegroups/", "/resourceGroups/"),
+            principal_id: props["principalId"].as_str().map(str::to_string),
+            client_id: props["clientId"].as_str().map(str::to_string),
+            location: expected["location"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            tags: serde_json::from_value(expected["tags"].clone()).unwrap_or_default(),
+        }],
+        ..TenantConfig::default()
+    };
+    let api = start(cfg).await;
+    let p = &fx["parameters"];
+    let r = api
+        .get(&format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}?api-version={}",
+            p["subscriptionId"].as_str().unwrap_or_default(),
+            p["resourceGroupName"].as_str().unwrap_or_default(),
+            expected["name"].as_str().unwrap_or_default(),
+            p["api-version"].as_str().unwrap_or_default(),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_same_shape("identityGet", &expected, &r.body, &[]);
+    assert_eq!(r.body, expected, "same state, same body");
+}
