@@ -33,7 +33,7 @@ pub const GUID_PATTERN: &str =
     status = "RegistryAttachmentStatus",
     printcolumn = r#"{"name":"Registry","type":"string","jsonPath":".status.registry.loginServer"}"#,
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".status.role"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Grants in place / grants wanted","jsonPath":".status.readyGrants"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -46,10 +46,26 @@ pub struct RegistryAttachmentSpec {
     /// registries.
     #[serde(default)]
     pub role: RoleChoice,
-    /// The identity that receives the role. Defaults to the cluster's kubelet identity from the
-    /// operator's configuration.
+    /// The identity that receives the role (the original single-principal form; equivalent to
+    /// `principals: [{objectId: ...}]`). Set this or `principals`, not both. Without either, the
+    /// cluster's kubelet identity from the operator's configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<PrincipalReference>,
+    /// The identities that receive the role, one role assignment each (e.g. several node-pool
+    /// identities). Each entry names exactly one of `objectId`, `identityResourceId` or
+    /// `kubelet: true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub principals: Vec<PrincipalSpec>,
+    /// ABAC registries only: limit pull to these repositories — exact names (`team-a/api`) or
+    /// prefixes (`team-a/*`, which never matches `team-ab/...`). Empty: the whole registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub repositories: Vec<String>,
+    /// ABAC registries only: also assign Container Registry Repository Catalog Lister, which the
+    /// repository roles leave out and some node bootstrap paths need.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catalog_listing: bool,
     /// What happens to the role assignment when this object is deleted: `Delete` removes the
     /// assignment acr-attach created; `Orphan` leaves it in Azure.
     #[serde(default)]
@@ -70,6 +86,42 @@ pub struct PrincipalReference {
     /// Entra object (principal) id of the identity, a GUID.
     #[schemars(regex(pattern = GUID_PATTERN))]
     pub object_id: String,
+}
+
+/// One identity that receives the role.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.objectId) ? 1 : 0) + (has(self.identityResourceId) ? 1 : 0) + (has(self.kubelet) && self.kubelet ? 1 : 0) == 1",
+    "message": "set exactly one of objectId, identityResourceId or kubelet: true"
+}]))]
+pub struct PrincipalSpec {
+    /// Entra object (principal) id, a GUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = GUID_PATTERN))]
+    pub object_id: Option<String>,
+    /// ARM id of a user-assigned managed identity; its principalId is read from Azure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 400))]
+    pub identity_resource_id: Option<String>,
+    /// The cluster's kubelet identity, as the operator is configured to find it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<bool>,
+    /// What kind of Entra object `objectId` is. A Group works only once the kubelet identity's
+    /// membership has propagated.
+    #[serde(default, rename = "type")]
+    pub type_: PrincipalKind,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PrincipalKind {
+    #[default]
+    ServicePrincipal,
+    Group,
+    User,
+    #[serde(other)]
+    #[schemars(skip)]
+    Unrecognized,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -117,9 +169,16 @@ pub struct RegistryAttachmentStatus {
     /// Role definition id of the effective role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_definition_id: Option<String>,
-    /// The role assignment that grants the role, once it exists.
+    /// The role assignment that grants the first principal its pull role, once it exists
+    /// (every grant is in `grants`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<AssignmentStatus>,
+    /// Every grant this attachment wants, each with its own state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantStatus>,
+    /// Grants in place / grants wanted, e.g. "2/3" (the READY column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_grants: Option<String>,
     /// Role assignments acr-attach created (or was about to create) for this attachment and has
     /// not removed yet; recorded before each PUT, so detach and retirement find them after a crash.
     /// Only names acr-attach derives from these entries are ever deleted.
@@ -162,20 +221,62 @@ pub struct AssignmentStatus {
     pub ownership: Ownership,
 }
 
+/// One grant of the attachment and how it stands.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantStatus {
+    /// The principal, once resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
+    /// ServicePrincipal, Group or User.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_type: Option<String>,
+    /// Where the principal came from: Spec, Identity, OperatorConfig or ManagedCluster.
+    pub source: String,
+    /// AcrPull, RepositoryReader or CatalogLister, once chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The repositories the grant is limited to; empty: the whole registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<Ownership>,
+    pub ready: bool,
+    /// Attached, or why not (a condition reason).
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
 /// One assignment acr-attach may have created: the inputs its derived name is computed from.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnedAssignment {
     pub registry_id: String,
     pub principal_id: String,
-    /// AcrPull or RepositoryReader.
+    /// AcrPull, RepositoryReader or CatalogLister.
     pub role: String,
+    /// Set for a grant scoped to repositories: the attachment whose name is part of the derived
+    /// assignment name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scoped_to: Option<String>,
+    /// Set for an assignment another acr-attach installation created and this one co-owns: its
+    /// name (derived by that installation, which its description lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_name: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Ownership {
+    /// acr-attach (this installation) created it and removes it when nobody else needs it.
     Created,
+    /// It existed; acr-attach never deletes it.
     Adopted,
+    /// acr-attach in another installation created it; this one is listed as a co-owner on the
+    /// assignment and, when detaching, removes only itself.
+    Shared,
 }
 
 /// metav1.Condition, with the same JSON shape and semantics.

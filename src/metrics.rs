@@ -66,7 +66,13 @@ pub struct Metrics {
     attachments: Family<AttachmentLabels, Gauge>,
     generation_to_ready_seconds: Histogram,
     verification_deferred: Family<ReasonLabels, Counter>,
+    malformed_list_items: Family<OperationLabels, Counter>,
     leader: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
 }
 
 impl Default for Metrics {
@@ -120,6 +126,12 @@ impl Default for Metrics {
             "Time from a new generation of a RegistryAttachment (creation or spec change) to Ready=True for it",
             generation_to_ready_seconds.clone(),
         );
+        let malformed_list_items = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "arm_malformed_list_items",
+            "Elements of ARM list pages that could not be read and were skipped",
+            malformed_list_items.clone(),
+        );
         let verification_deferred = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "verification_deferred",
@@ -154,6 +166,7 @@ impl Default for Metrics {
             attachments,
             generation_to_ready_seconds,
             verification_deferred,
+            malformed_list_items,
             leader,
         }
     }
@@ -215,6 +228,14 @@ impl Metrics {
         self.verification_deferred
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn malformed_list_item(&self, operation: Operation) {
+        self.malformed_list_items
+            .get_or_create(&OperationLabels {
+                operation: operation.as_str().to_string(),
             })
             .inc();
     }

@@ -117,6 +117,9 @@ impl Env {
                 principal: principal.map(|p| PrincipalReference {
                     object_id: p.to_string(),
                 }),
+                principals: Vec::new(),
+                repositories: Vec::new(),
+                catalog_listing: false,
                 deletion_policy: Default::default(),
             },
         );

@@ -36,6 +36,9 @@ fn attachment(name: &str, registry_id: &str) -> RegistryAttachment {
             },
             role: Default::default(),
             principal: None,
+            principals: Vec::new(),
+            repositories: Vec::new(),
+            catalog_listing: false,
             deletion_policy: Default::default(),
         },
     )

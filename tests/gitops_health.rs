@@ -2,7 +2,7 @@
 //! health checks, `kubectl wait`), Flux's `healthCheckExprs` from deploy/flux, and Argo CD running
 //! deploy/argocd/health.lua (in a real Lua 5.1, with only the libraries Argo CD gives a ConfigMap
 //! script). The objects are built with the operator's own condition code (`next_conditions`,
-//! `Outcome::from_failure`, the ARM error classifier, `choose_role`, `status_patch`), so the
+//! `Outcome::from_failure`, the ARM error classifier, `choose_role`, `status_apply`), so the
 //! expectations follow the code rather than hand-written conditions.
 //!
 //! Also here: the upstream-format Argo CD tests (health_test.yaml + testdata/, which are checked to
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use acr_attach::azure::{ArmError, Operation};
-use acr_attach::controller::cluster::status_patch;
+use acr_attach::controller::cluster::status_apply;
 use acr_attach::crd::{
     AssignmentStatus, DeletionPolicy, FINALIZER, Ownership, RegistryAttachment,
     RegistryAttachmentSpec, RegistryAttachmentStatus, RegistryReference, ResolvedPrincipal,
@@ -25,10 +25,10 @@ use acr_attach::crd::{
 };
 use acr_attach::decide::conditions::{Outcome, READY, RECONCILING, STALLED, next_conditions};
 use acr_attach::decide::failure::Classify;
-use acr_attach::decide::plan::{Intent, choose_role};
+use acr_attach::decide::plan::{choose_role, record_of};
 use acr_attach::decide::reasons;
-use acr_attach::decide::status_patch::apply_merge_patch;
 use acr_attach::decide::validate::validate;
+use acr_attach::model::grant::Grant;
 use acr_attach::model::{OwnerId, PermissionsMode, PrincipalId, PullRole, RegistryId};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
@@ -103,6 +103,9 @@ fn applied(role: RoleChoice) -> RegistryAttachment {
             },
             role,
             principal: None,
+            principals: Vec::new(),
+            repositories: Vec::new(),
+            catalog_listing: false,
             deletion_policy: DeletionPolicy::Delete,
         },
     );
@@ -116,7 +119,8 @@ fn applied(role: RoleChoice) -> RegistryAttachment {
 
 /// One status write, made the way `reconcile::write_status` makes it: the stored status with
 /// observedGeneration stamped (`Progress::new`), conditions from `next_conditions` over the stored
-/// ones, sent as the merge patch `status_patch` computes and applied as the API server applies it.
+/// ones, sent as the apply configuration `status_apply` builds; the one field manager of status
+/// owns all of it, so the API server replaces the status with the one applied.
 fn write(
     stored: &RegistryAttachment,
     outcome: &Outcome,
@@ -128,9 +132,14 @@ fn write(
     resolve(&mut status);
     let baseline = status.conditions.clone();
     status.conditions = next_conditions(&baseline, outcome, stored.metadata.generation, now);
-    let patch = status_patch(stored, &status).expect("every state change alters the status");
+    let apply = status_apply(stored, &status);
+    assert_ne!(
+        stored.status.as_ref(),
+        Some(&status),
+        "every state change alters the status"
+    );
     let mut object = serde_json::to_value(stored).unwrap();
-    apply_merge_patch(&mut object, &patch);
+    object["status"] = apply["status"].clone();
     let mut written: RegistryAttachment = serde_json::from_value(object).unwrap();
     // The finalizer is added before the first Azure call; every write is a new resourceVersion.
     written.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
@@ -183,11 +192,12 @@ fn resolved(status: &mut RegistryAttachmentStatus) {
     let registry = registry();
     let principal = PrincipalId::parse(KUBELET).unwrap();
     let role = PullRole::AcrPull;
-    let intent = Intent {
+    let grant = Grant {
         registry: registry.clone(),
         principal: principal.clone(),
+        principal_type: Default::default(),
         role,
-        owner: OwnerId::new(OWNER),
+        condition: None,
     };
     status.registry = Some(ResolvedRegistry {
         id: registry.to_string(),
@@ -201,12 +211,14 @@ fn resolved(status: &mut RegistryAttachmentStatus) {
     status.role = Some(role.short_name().to_string());
     status.role_definition_id = Some(role.definition_id(registry.subscription()));
     status.assignment = Some(AssignmentStatus {
-        id: intent.assignment_id(),
+        id: grant
+            .name(&OwnerId::new(OWNER), "shared-images")
+            .id_at(&registry),
         principal_id: principal.to_string(),
         role: role.short_name().to_string(),
         ownership: Ownership::Created,
     });
-    status.owned_assignments = vec![intent.record()];
+    status.owned_assignments = vec![record_of(&grant, "shared-images")];
     status.last_sync_time = Some(T1.to_string());
 }
 

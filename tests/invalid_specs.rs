@@ -83,6 +83,9 @@ fn table() -> Vec<(&'static str, RegistryAttachmentSpec, &'static str, bool)> {
     rows.push((
         "unknown-deletion-policy",
         RegistryAttachmentSpec {
+            principals: Vec::new(),
+            repositories: Vec::new(),
+            catalog_listing: false,
             deletion_policy: DeletionPolicy::Unrecognized,
             ..spec(&good)
         },

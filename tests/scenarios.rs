@@ -176,6 +176,22 @@ async fn a_409_role_assignment_exists_is_adopted() {
     assert!(recorded.id.eq_ignore_ascii_case(&foreign.id));
     assert_eq!(h.assignments_for(KUBELET_2).len(), 1, "no duplicate");
     assert!(h.arm.request_log().iter().any(|r| r.status == 409));
+    // The record written before the PUT named an assignment that never came to exist: it must
+    // not survive (a later detach would DELETE a name ARM never had and report it deleted).
+    assert!(
+        h.status("second").owned_assignments.is_empty(),
+        "{:?}",
+        h.status("second").owned_assignments
+    );
+    h.cluster.delete("second");
+    h.settle("second").await;
+    assert!(h.cluster.get("second").is_none());
+    assert_eq!(h.arm.counts().get(Operation::DeleteRoleAssignment), 0);
+    assert_eq!(
+        h.assignments_for(KUBELET_2).len(),
+        1,
+        "the adopted grant stays"
+    );
 }
 
 #[tokio::test]
@@ -729,21 +745,39 @@ async fn two_clusters_sharing_a_principal_never_delete_each_others_grant() {
     assert_eq!(recorded(&a).ownership, Ownership::Created);
     assert_eq!(
         recorded(&b).ownership,
-        Ownership::Adopted,
-        "B's PUT met A's grant (409)"
+        Ownership::Shared,
+        "B joined A's grant as a co-owner"
     );
-    assert_eq!(a.assignments_for(KUBELET).len(), 1);
+    let shared = a.assignments_for(KUBELET);
+    assert_eq!(shared.len(), 1);
+    let description = shared[0].description.clone().unwrap_or_default();
+    assert!(
+        description.contains("owners: cluster-b, test-cluster; creator: test-cluster"),
+        "{description}"
+    );
 
-    // Cluster B detaches: A's grant stays.
+    // Cluster B detaches: it takes itself off the owners; A's grant stays.
     b.cluster.delete("shared");
     b.settle("shared").await;
     assert!(b.cluster.get("shared").is_none());
-    assert_eq!(a.assignments_for(KUBELET).len(), 1);
+    let left = a.assignments_for(KUBELET);
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0]
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains("owners: test-cluster;")),
+        "{:?}",
+        left[0].description
+    );
     assert_eq!(a.arm.counts().get(Operation::DeleteRoleAssignment), 0);
+    a.pass_resync_window();
+    a.settle("shared").await;
+    assert_eq!(a.condition("shared", "Ready").status, "True");
 }
 
 #[tokio::test]
-async fn a_grant_adopted_from_another_cluster_is_recreated_when_that_cluster_detaches() {
+async fn a_shared_grant_outlives_its_creator_and_goes_with_its_last_owner() {
     let a = Harness::start(tenant(), kubelet()).await;
     let b = a.another_cluster("cluster-b");
     a.cluster.create("shared", spec(&registry("legacyacr")));
@@ -751,29 +785,65 @@ async fn a_grant_adopted_from_another_cluster_is_recreated_when_that_cluster_det
     a.settle("shared").await;
     b.settle("shared").await;
 
+    // The creator detaches first: B is listed, so A only removes itself; B's nodes never lose pull.
     a.cluster.delete("shared");
     a.settle("shared").await;
+    assert!(a.cluster.get("shared").is_none());
+    assert_eq!(a.arm.counts().get(Operation::DeleteRoleAssignment), 0);
     assert!(
-        a.assignments_for(KUBELET).is_empty(),
-        "A removed what it created"
+        a.arm
+            .may_read_repository(&registry("legacyacr"), KUBELET, "app"),
+        "B's nodes can still pull"
     );
-
     b.pass_resync_window();
     b.settle("shared").await;
-    assert_eq!(
-        a.assignments_for(KUBELET).len(),
-        1,
-        "B's resync restored pull"
-    );
-    let recorded = b
-        .cluster
-        .get("shared")
-        .unwrap()
-        .status
-        .unwrap()
-        .assignment
-        .unwrap();
-    assert_eq!(recorded.ownership, Ownership::Created);
+    assert_eq!(b.condition("shared", "Ready").status, "True");
+
+    // The last owner detaches: the assignment goes; nothing leaks.
+    b.cluster.delete("shared");
+    b.settle("shared").await;
+    assert!(a.assignments_for(KUBELET).is_empty(), "nothing leaks");
+    assert_eq!(a.arm.counts().get(Operation::DeleteRoleAssignment), 1);
+}
+
+#[tokio::test]
+async fn two_co_owners_detaching_at_once_neither_leak_nor_cut_early() {
+    for round in 0..3 {
+        let a = Harness::start(tenant(), kubelet()).await;
+        let b = a.another_cluster("cluster-b");
+        a.cluster.create("shared", spec(&registry("legacyacr")));
+        b.cluster.create("shared", spec(&registry("legacyacr")));
+        a.settle("shared").await;
+        b.settle("shared").await;
+        a.cluster.delete("shared");
+        b.cluster.delete("shared");
+        // Both read "owners: a, b" before either writes.
+        tokio::join!(a.settle("shared"), b.settle("shared"));
+        assert!(a.cluster.get("shared").is_none(), "round {round}");
+        assert!(b.cluster.get("shared").is_none(), "round {round}");
+        assert!(
+            a.assignments_for(KUBELET).is_empty(),
+            "round {round}: leaked {:?}",
+            a.assignments_for(KUBELET)
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_co_owner_detaching_while_the_other_stays_never_cuts_pull() {
+    let a = Harness::start(tenant(), kubelet()).await;
+    let b = a.another_cluster("cluster-b");
+    a.cluster.create("shared", spec(&registry("legacyacr")));
+    b.cluster.create("shared", spec(&registry("legacyacr")));
+    a.settle("shared").await;
+    b.settle("shared").await;
+    a.cluster.delete("shared");
+    b.pass_resync_window();
+    // A leaves while B re-verifies.
+    tokio::join!(a.settle("shared"), b.settle("shared"));
+    assert!(a.cluster.get("shared").is_none());
+    assert_eq!(a.assignments_for(KUBELET).len(), 1, "B still relies on it");
+    assert_eq!(b.condition("shared", "Ready").status, "True");
 }
 
 #[tokio::test]
@@ -888,6 +958,90 @@ async fn a_throttled_re_read_of_a_ready_attachment_keeps_it_ready() {
     assert!(
         h.metrics()
             .contains("acr_attach_verification_deferred_total{reason=\"AzureUnavailable\"} 1"),
+        "{}",
+        h.metrics()
+    );
+}
+
+#[tokio::test]
+async fn deleting_one_attachment_keeps_the_grant_a_sibling_not_yet_reconciled_needs() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.cluster.create("first", spec(&registry("legacyacr")));
+    h.settle("first").await;
+    // A new sibling the operator has not reconciled yet: it has no status at all.
+    h.cluster.create("second", spec(&registry("legacyacr")));
+    h.cluster.delete("first");
+    h.settle("first").await;
+    assert!(h.cluster.get("first").is_none());
+    assert_eq!(
+        h.assignments_for(KUBELET).len(),
+        1,
+        "second's spec needs it"
+    );
+    assert_eq!(h.arm.counts().get(Operation::DeleteRoleAssignment), 0);
+}
+
+#[tokio::test]
+async fn deleting_one_attachment_keeps_the_grant_of_a_sibling_that_crashed_before_reporting() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    // "second" records the assignment, PUTs it, and crashes before its final status write.
+    h.cluster.create("second", spec(&registry("legacyacr")));
+    h.cluster.fail_status_write(2);
+    assert!(h.reconcile("second").await.is_err());
+    assert!(h.status("second").assignment.is_none());
+    assert_eq!(h.status("second").owned_assignments.len(), 1);
+    // A restarted operator (no in-memory claims) reconciles and deletes "first".
+    let mut h = h;
+    h.restart_operator();
+    h.cluster.create("first", spec(&registry("legacyacr")));
+    h.settle("first").await;
+    h.cluster.delete("first");
+    h.settle("first").await;
+    assert_eq!(h.assignments_for(KUBELET).len(), 1, "second relies on it");
+}
+
+#[tokio::test]
+async fn an_attachment_stalled_on_a_forbidden_registry_is_deleted_at_once() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.arm.deny(
+        None,
+        "Microsoft.Authorization/roleAssignments/write",
+        &registry("legacyacr"),
+    );
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    assert_eq!(h.condition("shared", "Stalled").status, "True");
+    assert!(
+        h.status("shared").owned_assignments.is_empty(),
+        "a refused PUT created nothing: no record"
+    );
+    h.cluster.delete("shared");
+    h.settle("shared").await;
+    assert!(
+        h.cluster.get("shared").is_none(),
+        "not stuck in DetachBlocked"
+    );
+    assert_eq!(h.arm.counts().get(Operation::DeleteRoleAssignment), 0);
+}
+
+#[tokio::test]
+async fn a_malformed_element_in_a_listing_is_skipped_not_fatal() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    let odd = h.arm.insert_role_assignment(
+        &registry("legacyacr"),
+        "22222222-9a61-425c-96af-cfe6e287ca2d",
+        ACR_PULL,
+        KUBELET_2,
+        None,
+    );
+    h.arm.corrupt_in_list(&odd.name);
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    h.settle("shared").await;
+    assert_eq!(h.condition("shared", "Ready").status, "True");
+    assert!(
+        h.metrics().contains(
+            "acr_attach_arm_malformed_list_items_total{operation=\"list_role_assignments\"} 1"
+        ),
         "{}",
         h.metrics()
     );

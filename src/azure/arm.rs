@@ -33,7 +33,7 @@ use super::{
     RoleAssignmentRequest,
 };
 use crate::metrics::Metrics;
-use crate::model::{ClusterId, PermissionsMode, RegistryId, RoleAssignmentName};
+use crate::model::{ClusterId, IdentityId, PermissionsMode, RegistryId, RoleAssignmentName};
 
 /// First stable Microsoft.ContainerRegistry api-version that reports `roleAssignmentMode`.
 pub const REGISTRY_API_VERSION: &str = "2025-11-01";
@@ -41,6 +41,7 @@ pub const MANAGED_CLUSTER_API_VERSION: &str = "2025-07-01";
 pub const ROLE_ASSIGNMENT_API_VERSION: &str = "2022-04-01";
 /// First stable Microsoft.Authorization api-version whose permissions include data actions.
 pub const PERMISSIONS_API_VERSION: &str = "2022-04-01";
+pub const IDENTITY_API_VERSION: &str = "2023-01-31";
 
 /// Guards against following a `nextLink` forever if ARM (or an emulator) loops.
 const MAX_LIST_PAGES: usize = 200;
@@ -252,6 +253,31 @@ impl ArmClient {
 }
 
 impl ArmClient {
+    /// Decodes listed assignments one by one: an element that does not decode is skipped, logged
+    /// and counted, rather than failing the listing (and every attachment on that registry).
+    fn lenient_assignments(
+        &self,
+        target: &str,
+        items: Vec<serde_json::Value>,
+    ) -> impl Iterator<Item = RoleAssignment> {
+        let mut decoded = Vec::with_capacity(items.len());
+        for item in items {
+            match serde_json::from_value::<ArmRoleAssignment>(item.clone()) {
+                Ok(assignment) => decoded.push(RoleAssignment::from(assignment)),
+                Err(error) => {
+                    let id = item
+                        .get("id")
+                        .and_then(|id| id.as_str())
+                        .unwrap_or("unknown");
+                    tracing::warn!(scope = target, assignment = id, %error, "skipped a role assignment ARM listed in a shape acr-attach cannot read");
+                    self.metrics
+                        .malformed_list_item(Operation::ListRoleAssignments);
+                }
+            }
+        }
+        decoded.into_iter()
+    }
+
     /// Follows `nextLink` pages of a list at `first`, keeping the token on the ARM endpoint.
     async fn list_pages<T: for<'de> Deserialize<'de>>(
         &self,
@@ -460,13 +486,50 @@ impl AzureApi for ArmClient {
             .map_err(|e| decode_error(operation, target, e))?;
         // atScope() = at or above the registry; `principalId eq` cannot be combined with it.
         url.query_pairs_mut().append_pair("$filter", "atScope()");
-        let items: Vec<ArmRoleAssignment> = self.list_pages(operation, target, url).await?;
-        Ok(items
-            .into_iter()
-            .map(RoleAssignment::from)
+        let items: Vec<serde_json::Value> = self.list_pages(operation, target, url).await?;
+        Ok(self
+            .lenient_assignments(target, items)
             // atScope() includes inherited ones; only those at the registry itself count.
             .filter(|assignment| assignment.scope.eq_ignore_ascii_case(target))
             .collect())
+    }
+
+    async fn get_role_assignment(
+        &self,
+        assignment_id: &str,
+    ) -> Result<Option<RoleAssignment>, ArmError> {
+        let operation = Operation::GetRoleAssignment;
+        let url = self
+            .url(assignment_id, ROLE_ASSIGNMENT_API_VERSION)
+            .map_err(|e| decode_error(operation, assignment_id, e))?;
+        let response = self
+            .send(operation, assignment_id, Method::Get, url, None)
+            .await?;
+        match response.status {
+            200 => {
+                let body: ArmRoleAssignment = Self::parse(operation, assignment_id, &response)?;
+                Ok(Some(body.into()))
+            }
+            404 => Ok(None),
+            _ => Err(response_error(operation, assignment_id, &response)),
+        }
+    }
+
+    async fn get_identity_principal(&self, identity: &IdentityId) -> Result<String, ArmError> {
+        let operation = Operation::GetIdentity;
+        let body: ArmIdentity = self
+            .get_resource(operation, identity.as_str(), IDENTITY_API_VERSION)
+            .await?;
+        body.properties
+            .principal_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                decode_error(
+                    operation,
+                    identity.as_str(),
+                    "the identity has no properties.principalId".to_string(),
+                )
+            })
     }
 
     async fn put_role_assignment(
@@ -483,10 +546,15 @@ impl AzureApi for ArmClient {
                 "roleDefinitionId": request.role.definition_id(request.registry.subscription()),
                 "principalId": request.principal.as_str(),
                 // Skips Entra's directory lookup, which fails for freshly created identities.
-                "principalType": "ServicePrincipal",
+                "principalType": request.principal_type.as_arm(),
                 "description": request.description,
             }
         });
+        let mut body = body;
+        if let Some(condition) = &request.condition {
+            body["properties"]["condition"] = json!(condition);
+            body["properties"]["conditionVersion"] = json!("2.0");
+        }
         let response = self
             .send(operation, &id, Method::Put, url, Some(body))
             .await?;
@@ -716,6 +784,18 @@ struct ArmRoleAssignmentProperties {
     scope: String,
     condition: Option<String>,
     description: Option<String>,
+    principal_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ArmIdentity {
+    properties: ArmIdentityProperties,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArmIdentityProperties {
+    principal_id: Option<String>,
 }
 
 impl From<ArmRoleAssignment> for RoleAssignment {
@@ -728,6 +808,7 @@ impl From<ArmRoleAssignment> for RoleAssignment {
             principal_id: value.properties.principal_id,
             condition: value.properties.condition,
             description: value.properties.description,
+            principal_type: value.properties.principal_type,
         }
     }
 }

@@ -8,7 +8,9 @@ pub mod credential;
 use async_trait::async_trait;
 
 pub use crate::model::azure::{ArmError, Operation, Permission, Registry, RoleAssignment};
-use crate::model::{ClusterId, PrincipalId, PullRole, RegistryId, RoleAssignmentName};
+use crate::model::{
+    ClusterId, IdentityId, PrincipalId, PrincipalType, PullRole, RegistryId, RoleAssignmentName,
+};
 
 /// The assignment acr-attach asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +18,10 @@ pub struct RoleAssignmentRequest {
     pub registry: RegistryId,
     pub name: RoleAssignmentName,
     pub principal: PrincipalId,
+    pub principal_type: PrincipalType,
     pub role: PullRole,
+    /// ABAC condition (sent with conditionVersion 2.0); `None`: unconditioned.
+    pub condition: Option<String>,
     pub description: String,
 }
 
@@ -46,6 +51,13 @@ pub trait AzureApi: Send + Sync + 'static {
         &self,
         registry: &RegistryId,
     ) -> Result<Vec<RoleAssignment>, ArmError>;
+    /// One assignment by its full id; `None` when ARM does not have it.
+    async fn get_role_assignment(
+        &self,
+        assignment_id: &str,
+    ) -> Result<Option<RoleAssignment>, ArmError>;
+    /// `properties.principalId` of a user-assigned managed identity.
+    async fn get_identity_principal(&self, identity: &IdentityId) -> Result<String, ArmError>;
     async fn put_role_assignment(
         &self,
         request: &RoleAssignmentRequest,

@@ -235,7 +235,9 @@ fn registry_target(registry: RegistryId) -> Target {
         desired: Ok(DesiredAttachment {
             registry,
             role: RequestedRole::Auto,
-            principal: RequestedPrincipal::KubeletIdentity,
+            principals: vec![RequestedPrincipal::KubeletIdentity],
+            repositories: Vec::new(),
+            catalog_listing: false,
             deletion: validate::Deletion::Delete,
         }),
     }
@@ -271,7 +273,8 @@ async fn kubelet(
     configured: &KubeletIdentity,
     queued: &[(usize, DesiredAttachment)],
 ) -> Result<PrincipalId, Finding> {
-    let needed = (queued.iter()).any(|(_, d)| d.principal == RequestedPrincipal::KubeletIdentity);
+    let needed = (queued.iter())
+        .any(|(_, d)| d.principals.first() == Some(&RequestedPrincipal::KubeletIdentity));
     match configured {
         KubeletIdentity::ObjectId(id) => Ok(id.clone()),
         KubeletIdentity::FromCluster(cluster) if needed => {

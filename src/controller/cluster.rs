@@ -1,7 +1,8 @@
 //! The Kubernetes boundary: the few writes the reconciler makes to its own objects (finalizer,
 //! status, events) and a read of all attachments, as a trait with the kube-rs implementation
 //! behind it. Finalizer writes carry the object's resourceVersion, so they fail rather than
-//! clobber a concurrent change.
+//! clobber a concurrent change. Status is written whole with server-side apply under one field
+//! manager, so a field acr-attach stops writing disappears.
 
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ pub struct Notice {
 pub trait ClusterApi: Send + Sync + 'static {
     async fn add_finalizer(&self, attachment: &RegistryAttachment) -> Result<(), kube::Error>;
     async fn remove_finalizer(&self, attachment: &RegistryAttachment) -> Result<(), kube::Error>;
-    /// Writes `status` when it differs from the object's current one (and only the difference).
-    async fn patch_status(
+    /// Writes `status` as the whole status (server-side apply, forced, field manager acr-attach).
+    async fn apply_status(
         &self,
         attachment: &RegistryAttachment,
         status: &RegistryAttachmentStatus,
@@ -66,14 +67,26 @@ pub fn finalizer_patch(attachment: &RegistryAttachment, add: bool) -> Value {
     })
 }
 
-/// The merge patch body for a status write, or `None` when nothing changed.
-pub fn status_patch(
-    attachment: &RegistryAttachment,
+/// The apply configuration of a status write: the whole status, identified by name.
+pub fn status_apply(attachment: &RegistryAttachment, status: &RegistryAttachmentStatus) -> Value {
+    json!({
+        "apiVersion": RegistryAttachment::api_version(&()),
+        "kind": RegistryAttachment::kind(&()),
+        "metadata": { "name": attachment.name_any() },
+        "status": status,
+    })
+}
+
+/// Status fields an apply could not remove because another field manager entry owns them (an
+/// earlier release wrote status with merge patches, as operation Update): the merge patch that
+/// nulls them, or `None` when the applied status stands as sent.
+pub fn leftover_patch(
+    applied: &RegistryAttachment,
     status: &RegistryAttachmentStatus,
 ) -> Option<Value> {
-    let old = serde_json::to_value(attachment.status.clone().unwrap_or_default()).ok()?;
-    let new = serde_json::to_value(status).ok()?;
-    merge_patch(&old, &new).map(|diff| json!({ "status": diff }))
+    let stored = serde_json::to_value(applied.status.clone().unwrap_or_default()).ok()?;
+    let wanted = serde_json::to_value(status).ok()?;
+    merge_patch(&stored, &wanted).map(|diff| json!({ "status": diff }))
 }
 
 pub struct KubeCluster {
@@ -128,22 +141,26 @@ impl ClusterApi for KubeCluster {
         }
     }
 
-    async fn patch_status(
+    async fn apply_status(
         &self,
         attachment: &RegistryAttachment,
         status: &RegistryAttachmentStatus,
     ) -> Result<(), kube::Error> {
-        let Some(patch) = status_patch(attachment, status) else {
-            return Ok(());
-        };
-        self.api
+        let name = attachment.name_any();
+        let applied = self
+            .api
             .patch_status(
-                &attachment.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(status_apply(attachment, status)),
             )
-            .await
-            .map(drop)
+            .await?;
+        if let Some(patch) = leftover_patch(&applied, status) {
+            self.api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn publish(

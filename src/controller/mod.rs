@@ -1,8 +1,11 @@
 //! Controller glue: the shared context (Azure and Kubernetes boundaries, shared reads, clock,
 //! metrics, per-object retry state), the watch that triggers reconciles, and the error policy.
 
+mod attach;
 pub mod clock;
 pub mod cluster;
+mod detach;
+mod execute;
 pub mod leader;
 pub mod reconcile;
 pub mod shared_reads;
@@ -21,6 +24,8 @@ use tracing::{info, warn};
 use crate::azure::AzureApi;
 use crate::crd::{RegistryAttachment, SKIP_CLEANUP_ANNOTATION};
 use crate::decide::allowlist::AllowList;
+use crate::decide::claims::{ClaimContext, Claims};
+use crate::decide::report::GrantReport;
 use crate::metrics::Metrics;
 use crate::model::{ClusterId, OwnerId, PrincipalId};
 use clock::Clock;
@@ -57,6 +62,11 @@ pub struct Settings {
     pub allow_list: AllowList,
     /// Login servers must end with this (the cloud's ACR suffix); `None` skips the check.
     pub registry_suffix: Option<String>,
+    /// The longest one reconcile may take before it is dropped and retried.
+    pub reconcile_deadline: Duration,
+    /// How long to wait after leaving a co-owned assignment before reading it back (to repair a
+    /// concurrent co-owner's write that crossed ours).
+    pub co_owner_settle: Duration,
 }
 
 impl std::fmt::Display for KubeletIdentity {
@@ -73,6 +83,8 @@ impl std::fmt::Display for KubeletIdentity {
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
 pub const DEFAULT_PRINCIPAL_GRACE: Duration = Duration::from_secs(600);
 pub const DEFAULT_STALLED_RETRY: Duration = Duration::from_secs(300);
+pub const DEFAULT_RECONCILE_DEADLINE: Duration = Duration::from_secs(120);
+pub const DEFAULT_CO_OWNER_SETTLE: Duration = Duration::from_secs(3);
 
 impl Settings {
     pub fn new(kubelet_identity: KubeletIdentity, owner: OwnerId) -> Self {
@@ -86,6 +98,8 @@ impl Settings {
             backoff_max: Duration::from_secs(300),
             allow_list: AllowList::default(),
             registry_suffix: None,
+            reconcile_deadline: DEFAULT_RECONCILE_DEADLINE,
+            co_owner_settle: DEFAULT_CO_OWNER_SETTLE,
         }
     }
 }
@@ -104,9 +118,9 @@ pub struct Context {
     /// Serialises planning and writing per registry, so two reconciles never decide about the
     /// same assignment at once (one creating or adopting it while the other deletes it).
     registry_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Assignment ids each attachment relies on, as decided in this process: ahead of the watch
-    /// cache, which learns of a status write only when its event arrives.
-    claims: Mutex<HashMap<String, HashSet<String>>>,
+    /// What each attachment relies on, as decided in this process: ahead of the watch cache,
+    /// which learns of a status write only when its event arrives.
+    claims: Mutex<HashMap<String, Claims>>,
     /// True while this replica leads (always, without leader election).
     leading: tokio::sync::watch::Receiver<bool>,
     /// When this process first saw each (attachment, generation) not yet Ready: the start of the
@@ -192,15 +206,20 @@ impl Context {
         guards
     }
 
-    /// Records that `attachment` now relies on `assignment_id`.
-    pub fn claim(&self, attachment: &str, assignment_id: &str) {
+    /// Records what `attachment` now relies on: every grant it wants, and the assignments that
+    /// provide them.
+    pub fn claim(&self, attachment: &str, reports: &[GrantReport]) {
+        let mut claims = Claims::default();
+        for report in reports {
+            claims.add_grant(&report.grant);
+            if let Ok((id, _)) = &report.state {
+                claims.add_assignment_id(id);
+            }
+        }
         self.claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                attachment.to_string(),
-                [assignment_id.to_ascii_lowercase()].into(),
-            );
+            .insert(attachment.to_string(), claims);
     }
 
     pub fn drop_claims(&self, attachment: &str) {
@@ -252,25 +271,47 @@ impl Context {
             .remove(attachment);
     }
 
-    /// Assignments that live attachments other than `attachment` rely on: from their status in the
-    /// watch cache, and from decisions this process made that the cache may not show yet (an
-    /// attachment created a moment ago may not be in the cache at all).
-    pub fn claims_of_others(&self, attachment: &str) -> HashSet<String> {
+    /// What live attachments other than `attachment` rely on: from their specs and status in
+    /// the watch cache (and, for a detach, their records), and from decisions this process made
+    /// that the cache may not show yet (an attachment created a moment ago may not be in it).
+    pub fn claims_of_others(&self, attachment: &str, include_records: bool) -> Claims {
         let cached = self.cluster.attachments();
-        let mut claimed =
-            crate::decide::plan::claims_of_others(attachment, cached.iter().map(Arc::as_ref));
+        let context = ClaimContext {
+            kubelet: self.known_kubelet(),
+            modes: self.reads.known_modes(),
+            identities: self.reads.known_identities(),
+            include_records,
+        };
+        let mut claimed = crate::decide::claims::claims_of_others(
+            attachment,
+            cached.iter().map(Arc::as_ref),
+            &context,
+            &self.settings.owner,
+        );
         let deleting: HashSet<&str> = cached
             .iter()
             .filter(|other| other.is_deleting())
             .filter_map(|other| other.metadata.name.as_deref())
             .collect();
         let claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
-        for (other, ids) in claims.iter() {
+        for (other, decided) in claims.iter() {
             if other != attachment && !deleting.contains(other.as_str()) {
-                claimed.extend(ids.iter().cloned());
+                claimed.extend(decided.clone());
             }
         }
         claimed
+    }
+
+    /// The kubelet identity, when configured or already read.
+    fn known_kubelet(&self) -> Option<PrincipalId> {
+        match &self.settings.kubelet_identity {
+            KubeletIdentity::ObjectId(principal) => Some(principal.clone()),
+            KubeletIdentity::FromCluster(_) => self
+                .reads
+                .known_kubelet()
+                .and_then(|id| PrincipalId::parse(&id).ok()),
+            KubeletIdentity::Unconfigured => None,
+        }
     }
 }
 
@@ -521,6 +562,9 @@ mod tests {
                 },
                 role: Default::default(),
                 principal: None,
+                principals: Vec::new(),
+                repositories: Vec::new(),
+                catalog_listing: false,
                 deletion_policy: Default::default(),
             },
         );

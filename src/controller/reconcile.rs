@@ -1,7 +1,7 @@
-//! One reconciliation of one `RegistryAttachment`: validate, hold a finalizer, resolve principal,
-//! registry and role, make Azure match the plan, and write the outcome into status. On deletion,
-//! detach what we created (or release). Azure failures end up as conditions and a requeue delay
-//! chosen by their class; only Kubernetes write failures escape as errors.
+//! One reconciliation of one `RegistryAttachment`, within a deadline: `attach` (read → plan →
+//! execute) or, on deletion, `detach`; then the outcome into status, conditions and events.
+//! Azure failures end up as conditions and a requeue delay chosen by their class; only
+//! Kubernetes write failures escape as errors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,21 +10,15 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
-use crate::azure::{DeleteOutcome, PutOutcome, RoleAssignmentRequest};
 use crate::controller::Context;
 use crate::controller::clock::rfc3339;
 use crate::controller::cluster::Notice;
-use crate::crd::{
-    AssignmentStatus, Ownership, RegistryAttachment, RegistryAttachmentStatus, ResolvedPrincipal,
-    ResolvedRegistry, SKIP_CLEANUP_ANNOTATION,
-};
-use crate::decide::allowlist::login_server_allowed;
+use crate::controller::{attach::attach, detach::detach};
+use crate::crd::{RegistryAttachment, RegistryAttachmentStatus, ResolvedRegistry};
 use crate::decide::conditions::{self, Outcome, escalate_principal_not_found, next_conditions};
-use crate::decide::failure::{Classify, ErrorClass, Failure};
-use crate::decide::plan::{CleanupPlan, Ensure, Intent, choose_role, plan_apply, plan_cleanup};
+use crate::decide::failure::{ErrorClass, Failure};
 use crate::decide::reasons;
-use crate::decide::validate::{RequestedPrincipal, describe, validate};
-use crate::model::{PrincipalId, RegistryId};
+use crate::model::RegistryId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -67,15 +61,35 @@ pub async fn reconcile_once(
 ) -> Result<Next, ReconcileError> {
     let started = ctx.clock.now();
     let name = attachment.name_any();
-    let result = if attachment.is_deleting() {
-        detach(attachment, ctx).await
-    } else {
-        if let Some(generation) = attachment.metadata.generation
-            && !ready_for(attachment, generation)
-        {
-            ctx.saw_generation(&name, generation);
+    let work = async {
+        if attachment.is_deleting() {
+            detach(attachment, ctx).await
+        } else {
+            if let Some(generation) = attachment.metadata.generation
+                && !ready_for(attachment, generation)
+            {
+                ctx.saw_generation(&name, generation);
+            }
+            attach(attachment, ctx).await
         }
-        attach(attachment, ctx).await
+    };
+    // A reconcile that hangs (a stalled connection, a lock held too long) must not hold its
+    // worker slot forever: past the deadline it is dropped and retried with backoff. Every ARM
+    // write is idempotent by name, so an interrupted one is simply repeated.
+    let result = match tokio::time::timeout(ctx.settings.reconcile_deadline, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            let failure = Failure::new(
+                ErrorClass::RetrySoon,
+                reasons::RECONCILE_TIMED_OUT,
+                format!(
+                    "the reconcile did not finish within {:?}; retrying",
+                    ctx.settings.reconcile_deadline
+                ),
+            );
+            let next = Next::Requeue(ctx.next_backoff(&name, None));
+            Ok(Done::failed(next, "progressing", failure))
+        }
     };
     let took = ctx.clock.now().saturating_duration_since(started);
     let label = match &result {
@@ -116,7 +130,7 @@ fn log_outcome(name: &str, outcome: &str, took: Duration, result: &Finished) {
 }
 
 /// Ready=True already describes this generation.
-fn ready_for(attachment: &RegistryAttachment, generation: i64) -> bool {
+pub(super) fn ready_for(attachment: &RegistryAttachment, generation: i64) -> bool {
     attachment.status.as_ref().is_some_and(|status| {
         status.observed_generation == Some(generation)
             && status
@@ -128,14 +142,14 @@ fn ready_for(attachment: &RegistryAttachment, generation: i64) -> bool {
 
 /// How a reconcile ended: when to look again, the outcome label (metrics and logs), and the
 /// failure that stopped it, if any.
-struct Done {
+pub(super) struct Done {
     next: Next,
     outcome: &'static str,
     failure: Option<Failure>,
 }
 
 impl Done {
-    fn new(next: Next, outcome: &'static str) -> Self {
+    pub(super) fn new(next: Next, outcome: &'static str) -> Self {
         Self {
             next,
             outcome,
@@ -143,7 +157,7 @@ impl Done {
         }
     }
 
-    fn failed(next: Next, outcome: &'static str, failure: Failure) -> Self {
+    pub(super) fn failed(next: Next, outcome: &'static str, failure: Failure) -> Self {
         Self {
             next,
             outcome,
@@ -152,22 +166,27 @@ impl Done {
     }
 }
 
-type Finished = Result<Done, ReconcileError>;
+pub(super) type Finished = Result<Done, ReconcileError>;
 
-/// The status being built in this reconciliation, kept whatever happens.
-struct Progress {
-    status: RegistryAttachmentStatus,
+/// The status being built in this reconciliation, kept whatever happens, and the status last
+/// written (so an unchanged status is not written again).
+pub(super) struct Progress {
+    pub(super) status: RegistryAttachmentStatus,
+    written: Option<RegistryAttachmentStatus>,
 }
 
 impl Progress {
-    fn new(attachment: &RegistryAttachment) -> Self {
+    pub(super) fn new(attachment: &RegistryAttachment) -> Self {
         let mut status = attachment.status.clone().unwrap_or_default();
         status.observed_generation = attachment.metadata.generation;
-        Self { status }
+        Self {
+            status,
+            written: attachment.status.clone(),
+        }
     }
 
     /// Shows the registry being worked on; what was resolved for another registry goes.
-    fn target_registry(&mut self, registry: &RegistryId) {
+    pub(super) fn target_registry(&mut self, registry: &RegistryId) {
         let same = self
             .status
             .registry
@@ -183,305 +202,11 @@ impl Progress {
             self.status.role_definition_id = None;
         }
     }
-
-    fn forget_owned(&mut self, intent: &Intent) {
-        let record = intent.record();
-        self.status
-            .owned_assignments
-            .retain(|owned| *owned != record);
-    }
 }
 
-async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
-    let mut progress = Progress::new(attachment);
-
-    let desired = match validate(&attachment.spec) {
-        Ok(desired) => desired,
-        Err(errors) => {
-            let failure = Failure::new(
-                ErrorClass::Permanent,
-                reasons::INVALID_SPEC,
-                describe(&errors),
-            );
-            return finish_failure(attachment, ctx, progress, failure, false).await;
-        }
-    };
-    progress.target_registry(&desired.registry);
-    if let Err(refused) = ctx.settings.allow_list.permits(&desired.registry) {
-        let failure = Failure::new(
-            ErrorClass::NeedsHuman,
-            reasons::REGISTRY_NOT_ALLOWED,
-            refused.message,
-        );
-        return finish_failure(attachment, ctx, progress, failure, false).await;
-    }
-
-    if !attachment.has_finalizer() {
-        ctx.cluster.add_finalizer(attachment).await?;
-    }
-
-    let principal = match resolve_principal(&desired.principal, ctx).await {
-        Ok((principal, source)) => {
-            progress.status.principal = Some(ResolvedPrincipal {
-                object_id: principal.to_string(),
-                source: source.to_string(),
-            });
-            principal
-        }
-        Err(failure) => return finish_failure(attachment, ctx, progress, failure, true).await,
-    };
-
-    // Everything from planning to the status write happens under the locks of the registries
-    // involved: this one, and those of assignments we may retire.
-    let mut registries = vec![desired.registry.key()];
-    registries.extend(owned_registry_keys(&progress.status));
-    let _locks = ctx.lock_registries(registries).await;
-
-    let snapshot = match ctx
-        .reads
-        .registry(&desired.registry, ctx.azure.as_ref())
-        .await
-    {
-        Ok(snapshot) => snapshot,
-        Err(failure) => return finish_failure(attachment, ctx, progress, failure, true).await,
-    };
-    progress.status.registry = Some(ResolvedRegistry {
-        id: desired.registry.to_string(),
-        login_server: snapshot.registry.login_server.clone(),
-        permissions_mode: snapshot.registry.mode.map(|mode| mode.as_arm().to_string()),
-    });
-    if let (Some(suffix), Some(login_server)) = (
-        ctx.settings.registry_suffix.as_deref(),
-        snapshot.registry.login_server.as_deref(),
-    ) && let Err(refused) = login_server_allowed(login_server, suffix)
-    {
-        let failure = Failure::new(
-            ErrorClass::NeedsHuman,
-            reasons::REGISTRY_NOT_ALLOWED,
-            refused.message,
-        );
-        return finish_failure(attachment, ctx, progress, failure, false).await;
-    }
-
-    let role = match choose_role(desired.role, snapshot.registry.mode) {
-        Ok(role) => role,
-        Err(problem) => {
-            let failure = Failure::new(ErrorClass::NeedsHuman, problem.reason, problem.message);
-            return finish_failure(attachment, ctx, progress, failure, false).await;
-        }
-    };
-    progress.status.role = Some(role.short_name().to_string());
-    progress.status.role_definition_id = Some(role.definition_id(desired.registry.subscription()));
-
-    let intent = Intent {
-        registry: desired.registry.clone(),
-        principal,
-        role,
-        owner: ctx.settings.owner.clone(),
-    };
-    let name = attachment.name_any();
-    let plan = plan_apply(
-        &intent,
-        &snapshot.assignments,
-        &progress.status.owned_assignments,
-        &ctx.claims_of_others(&name),
-    );
-
-    let (assignment_id, ownership) = match plan.ensure {
-        Ensure::Present {
-            assignment_id,
-            ownership,
-        } => {
-            // Our derived name: ours to remove later, whoever of us created it.
-            if ownership == Ownership::Created
-                && !progress.status.owned_assignments.contains(&intent.record())
-            {
-                progress.status.owned_assignments.push(intent.record());
-            }
-            (assignment_id, ownership)
-        }
-        Ensure::Create {
-            name: assignment_name,
-        } => {
-            // Record the assignment before the PUT: if we crash after it, retirement and cleanup
-            // still find it (by its derived name).
-            if !progress.status.owned_assignments.contains(&intent.record()) {
-                progress.status.owned_assignments.push(intent.record());
-                let outcome = Outcome::Progressing {
-                    reason: reasons::ATTACHING,
-                    message: format!("assigning {} to {}", role.display_name(), intent.principal),
-                    keep_ready: false,
-                };
-                write_status(attachment, ctx, &mut progress, &outcome, "Attach").await?;
-            }
-            let request = RoleAssignmentRequest {
-                registry: intent.registry.clone(),
-                name: assignment_name,
-                principal: intent.principal.clone(),
-                role,
-                description: format!(
-                    "Managed by acr-attach (owner {}) for RegistryAttachment {name}",
-                    ctx.settings.owner
-                ),
-            };
-            match create(&request, &intent, ctx).await {
-                Ok((id, Ownership::Adopted)) => {
-                    // ARM refused our name: nothing of ours exists under it.
-                    progress.forget_owned(&intent);
-                    (id, Ownership::Adopted)
-                }
-                Ok(created) => created,
-                Err(failure) => {
-                    return finish_failure(attachment, ctx, progress, failure, false).await;
-                }
-            }
-        }
-    };
-    ctx.claim(&name, &assignment_id);
-    ctx.forget_principal_failure(&name);
-    progress.status.assignment = Some(AssignmentStatus {
-        id: assignment_id,
-        principal_id: intent.principal.to_string(),
-        role: role.short_name().to_string(),
-        ownership,
-    });
-
-    for (record, stale) in plan.retire {
-        match ctx.azure.delete_role_assignment(&stale).await {
-            Ok(_) => {
-                ctx.reads.record_deleted(&stale).await;
-                progress
-                    .status
-                    .owned_assignments
-                    .retain(|owned| *owned != record);
-                info!(attachment = %name, assignment = %stale, "retired the previous role assignment");
-            }
-            Err(error) => {
-                // The new grant is in place; the record stays, so the removal is retried.
-                return finish_failure(attachment, ctx, progress, error.classify(), false).await;
-            }
-        }
-    }
-
-    progress.status.last_sync_time = Some(rfc3339(snapshot.fetched_at));
-    ctx.reset_backoff(&name);
-    let message = match ownership {
-        Ownership::Created => format!(
-            "{} granted to {} on {}",
-            role.display_name(),
-            intent.principal,
-            desired.registry.name()
-        ),
-        Ownership::Adopted => format!(
-            "{} for {} on {} already existed (adopted; acr-attach will not delete it)",
-            role.display_name(),
-            intent.principal,
-            desired.registry.name()
-        ),
-    };
-    write_status(
-        attachment,
-        ctx,
-        &mut progress,
-        &Outcome::Ready { message },
-        "Attach",
-    )
-    .await?;
-    // Wake just after the registry's shared reads expire: the first attachment to wake refreshes
-    // them and the rest reuse that read.
-    let until_expiry = snapshot
-        .expires_at
-        .saturating_duration_since(ctx.clock.now());
-    Ok(Done::new(
-        Next::Requeue(until_expiry + Duration::from_secs(1)),
-        "ready",
-    ))
-}
-
-/// Registry keys of the assignments an attachment owns (their retirement may need the lock).
-fn owned_registry_keys(status: &RegistryAttachmentStatus) -> Vec<String> {
-    status
-        .owned_assignments
-        .iter()
-        .filter_map(|record| RegistryId::parse(&record.registry_id).ok())
-        .map(|registry| registry.key())
-        .collect()
-}
-
-/// PUT the assignment; on 409 adopt the equivalent one that exists under another name.
-async fn create(
-    request: &RoleAssignmentRequest,
-    intent: &Intent,
-    ctx: &Context,
-) -> Result<(String, Ownership), Failure> {
-    match ctx.azure.put_role_assignment(request).await {
-        Ok(PutOutcome::Applied(assignment)) => {
-            let id = assignment.id.clone();
-            ctx.reads.record_created(&intent.registry, assignment).await;
-            Ok((id, Ownership::Created))
-        }
-        Ok(PutOutcome::AlreadyExists { existing_name }) => {
-            let listed = ctx
-                .reads
-                .relist(&intent.registry, ctx.azure.as_ref())
-                .await?;
-            listed
-                .iter()
-                .find(|a| a.grants(&intent.registry, &intent.principal, intent.role))
-                .map(|existing| (existing.id.clone(), Ownership::Adopted))
-                .ok_or_else(|| {
-                    Failure::new(
-                        ErrorClass::RetrySoon,
-                        reasons::ATTACHING,
-                        format!(
-                            "Azure reports an equivalent role assignment ({}) that is not listed yet; retrying",
-                            existing_name.unwrap_or_else(|| "unnamed".to_string())
-                        ),
-                    )
-                })
-        }
-        Err(error) => Err(error.classify()),
-    }
-}
-
-async fn resolve_principal(
-    requested: &RequestedPrincipal,
-    ctx: &Context,
-) -> Result<(PrincipalId, &'static str), Failure> {
-    use crate::controller::KubeletIdentity;
-    match (requested, &ctx.settings.kubelet_identity) {
-        (RequestedPrincipal::Explicit(principal), _) => Ok((principal.clone(), "Spec")),
-        (RequestedPrincipal::KubeletIdentity, KubeletIdentity::ObjectId(principal)) => {
-            Ok((principal.clone(), "OperatorConfig"))
-        }
-        (RequestedPrincipal::KubeletIdentity, KubeletIdentity::FromCluster(cluster)) => {
-            let object_id = ctx
-                .reads
-                .kubelet_identity(cluster, ctx.azure.as_ref())
-                .await?;
-            let missing = || {
-                Failure::new(
-                    ErrorClass::NeedsHuman,
-                    reasons::KUBELET_IDENTITY_MISSING,
-                    format!(
-                        "the AKS cluster {cluster} reports no properties.identityProfile.kubeletidentity.objectId (a service-principal cluster?); set spec.principal.objectId or --kubelet-object-id"
-                    ),
-                )
-            };
-            let object_id = object_id.ok_or_else(missing)?;
-            let principal = PrincipalId::parse(&object_id).map_err(|_| missing())?;
-            Ok((principal, "ManagedCluster"))
-        }
-        (RequestedPrincipal::KubeletIdentity, KubeletIdentity::Unconfigured) => Err(Failure::new(
-            ErrorClass::NeedsHuman,
-            reasons::NO_PRINCIPAL_CONFIGURED,
-            "spec.principal.objectId is not set and acr-attach was started without --kubelet-object-id or --cluster-resource-id; set one of them",
-        )),
-    }
-}
-
-/// Writes status and conditions for `outcome`, publishing an event when Ready changes.
-async fn write_status(
+/// Writes status and conditions for `outcome` (when anything changed), publishing an event when
+/// Ready changes.
+pub(super) async fn write_status(
     attachment: &RegistryAttachment,
     ctx: &Context,
     progress: &mut Progress,
@@ -493,9 +218,12 @@ async fn write_status(
     let now = rfc3339(ctx.clock.wall());
     progress.status.conditions =
         next_conditions(&baseline, outcome, attachment.metadata.generation, &now);
-    ctx.cluster
-        .patch_status(attachment, &progress.status)
-        .await?;
+    if progress.written.as_ref() != Some(&progress.status) {
+        ctx.cluster
+            .apply_status(attachment, &progress.status)
+            .await?;
+        progress.written = Some(progress.status.clone());
+    }
     if let (Outcome::Ready { .. }, Some(generation)) = (outcome, attachment.metadata.generation)
         && let Some(took) = ctx.generation_ready(&attachment.name_any(), generation)
     {
@@ -525,7 +253,7 @@ async fn write_status(
 /// Reports a failure and picks the next attempt by its class. `after_read` says the failure came
 /// from re-reading Azure (not from a write), so a grant already confirmed for this generation is
 /// still in place and Ready may stay True.
-async fn finish_failure(
+pub(super) async fn finish_failure(
     attachment: &RegistryAttachment,
     ctx: &Context,
     mut progress: Progress,
@@ -565,60 +293,7 @@ async fn finish_failure(
     Ok(Done::failed(next, outcome.label(), failure))
 }
 
-async fn detach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
-    if !attachment.has_finalizer() {
-        return Ok(Done::new(Next::AwaitChange, "detached"));
-    }
-    let name = attachment.name_any();
-    // A deleting attachment relies on nothing any more.
-    ctx.drop_claims(&name);
-    let status = attachment.status.clone().unwrap_or_default();
-    let _locks = ctx.lock_registries(owned_registry_keys(&status)).await;
-    let claims = ctx.claims_of_others(&name);
-    let assignment_ids = match plan_cleanup(attachment, &ctx.settings.owner, &claims) {
-        CleanupPlan::Release { why } => return release(attachment, ctx, &why).await,
-        CleanupPlan::Delete { assignment_ids } => assignment_ids,
-    };
-    for assignment_id in &assignment_ids {
-        match ctx.azure.delete_role_assignment(assignment_id).await {
-            Ok(DeleteOutcome::Deleted | DeleteOutcome::AlreadyGone) => {
-                ctx.reads.record_deleted(assignment_id).await;
-            }
-            Err(error) => {
-                let failure = error.classify();
-                let mut progress = Progress::new(attachment);
-                let outcome = match failure.class {
-                    ErrorClass::RetrySoon => Outcome::Progressing {
-                        reason: reasons::DETACHING,
-                        message: format!("deleting {assignment_id}: {}", failure.message),
-                        keep_ready: false,
-                    },
-                    ErrorClass::NeedsHuman | ErrorClass::Permanent => Outcome::Stalled {
-                        reason: reasons::DETACH_BLOCKED,
-                        message: format!(
-                            "cannot delete role assignment {assignment_id}: {}. Fix that, or set the annotation {SKIP_CLEANUP_ANNOTATION}: \"true\" to release this object and leave the assignment in Azure",
-                            failure.message
-                        ),
-                    },
-                };
-                write_status(attachment, ctx, &mut progress, &outcome, "Detach").await?;
-                let delay = match failure.class {
-                    ErrorClass::RetrySoon => ctx.next_backoff(&name, failure.retry_after),
-                    _ => ctx.settings.stalled_retry,
-                };
-                return Ok(Done::failed(Next::Requeue(delay), outcome.label(), failure));
-            }
-        }
-    }
-    release(
-        attachment,
-        ctx,
-        &format!("deleted role assignment {}", assignment_ids.join(", ")),
-    )
-    .await
-}
-
-async fn release(attachment: &RegistryAttachment, ctx: &Context, why: &str) -> Finished {
+pub(super) async fn release(attachment: &RegistryAttachment, ctx: &Context, why: &str) -> Finished {
     let name = attachment.name_any();
     let notice = Notice {
         warning: false,

@@ -16,7 +16,8 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::azure::{ArmError, AzureApi, Registry, RoleAssignment};
 use crate::controller::clock::Clock;
 use crate::decide::failure::{Classify, Failure};
-use crate::model::{ClusterId, RegistryId};
+use crate::decide::reasons;
+use crate::model::{ClusterId, IdentityId, PermissionsMode, RegistryId};
 
 /// How long a failed read is reused before the next attempt reaches ARM (at least; ARM's
 /// Retry-After wins when longer).
@@ -25,6 +26,7 @@ const FAILURE_REUSE: Duration = Duration::from_secs(5);
 /// What one registry looked like at one moment.
 #[derive(Clone, Debug)]
 pub struct RegistrySnapshot {
+    pub registry_id: RegistryId,
     pub registry: Registry,
     pub assignments: Vec<RoleAssignment>,
     pub fetched_at: Timestamp,
@@ -51,6 +53,8 @@ pub struct SharedReads {
     clock: Arc<dyn Clock>,
     registries: Mutex<HashMap<String, Arc<AsyncMutex<Slot<RegistryRead>>>>>,
     kubelet: AsyncMutex<Slot<Option<String>>>,
+    /// principalId per user-assigned identity (lower-cased id).
+    identities: Mutex<HashMap<String, Arc<AsyncMutex<Slot<String>>>>>,
 }
 
 impl SharedReads {
@@ -60,6 +64,7 @@ impl SharedReads {
             clock,
             registries: Mutex::new(HashMap::new()),
             kubelet: AsyncMutex::new(Slot::Empty),
+            identities: Mutex::new(HashMap::new()),
         }
     }
 
@@ -137,6 +142,7 @@ impl SharedReads {
             })
             .await?;
         Ok(RegistrySnapshot {
+            registry_id: registry.clone(),
             registry: read.registry,
             assignments: read.assignments,
             fetched_at: read.fetched_at,
@@ -184,6 +190,76 @@ impl SharedReads {
                     .retain(|existing| !existing.id.eq_ignore_ascii_case(assignment_id));
             }
         }
+    }
+
+    /// The registry's listing as cached now (with our own writes applied), if it is fresh.
+    pub async fn cached_assignments(&self, registry: &RegistryId) -> Option<Vec<RoleAssignment>> {
+        let slot = self.slot(registry);
+        let cached = slot.lock().await;
+        match &*cached {
+            Slot::Fresh { value, .. } => Some(value.assignments.clone()),
+            _ => None,
+        }
+    }
+
+    /// True when the last read of the registry found it gone.
+    pub async fn registry_is_gone(&self, registry: &RegistryId) -> bool {
+        let slot = self.slot(registry);
+        let cached = slot.lock().await;
+        matches!(&*cached, Slot::Failed { failure, .. } if failure.reason == reasons::REGISTRY_NOT_FOUND)
+    }
+
+    /// Permissions modes of the registries read (and not being read right now).
+    pub fn known_modes(&self) -> HashMap<String, Option<PermissionsMode>> {
+        let slots = self.registries.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter_map(|(key, slot)| match &*slot.try_lock().ok()? {
+                Slot::Fresh { value, .. } => Some((key.clone(), value.registry.mode)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Principal ids of the identities resolved in this window.
+    pub fn known_identities(&self) -> HashMap<String, crate::model::PrincipalId> {
+        let slots = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter_map(|(key, slot)| match &*slot.try_lock().ok()? {
+                Slot::Fresh { value, .. } => {
+                    Some((key.clone(), crate::model::PrincipalId::parse(value).ok()?))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The kubelet identity if it has been read (and is not being read right now).
+    pub fn known_kubelet(&self) -> Option<String> {
+        match &*self.kubelet.try_lock().ok()? {
+            Slot::Fresh { value, .. } => value.clone(),
+            _ => None,
+        }
+    }
+
+    /// A user-assigned identity's principalId, read at most once per window.
+    pub async fn identity(
+        &self,
+        identity: &IdentityId,
+        azure: &dyn AzureApi,
+    ) -> Result<String, Failure> {
+        let slot = {
+            let mut slots = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .entry(identity.key())
+                .or_insert_with(|| Arc::new(AsyncMutex::new(Slot::Empty)))
+                .clone()
+        };
+        let mut cached = slot.lock().await;
+        self.read_through(&mut cached, || azure.get_identity_principal(identity))
+            .await
+            .map(|(principal, _)| principal)
     }
 
     /// The cluster's kubelet identity, read at most once per window for the whole operator.

@@ -710,6 +710,7 @@ mod tests {
             principal_id: "op".to_string(),
             condition,
             description: None,
+            principal_type: None,
         }
     }
 

@@ -60,6 +60,15 @@ impl Classify for ArmError {
                     "Entra ID refused acr-attach's credential ({message}); check the --credential flag and the identity's client id, tenant and federation"
                 ),
             ),
+            ArmError::Credential { message, .. } if is_local_credential_problem(message) => {
+                Failure::new(
+                    ErrorClass::NeedsHuman,
+                    reasons::AUTHENTICATION_FAILED,
+                    format!(
+                        "acr-attach cannot build its Azure credential from this pod ({message}); check the projected service-account token (azure.workload.identity/use label, AZURE_FEDERATED_TOKEN_FILE) and the certificate files the --credential flag points at"
+                    ),
+                )
+            }
             ArmError::Credential { message, .. } => Failure::new(
                 ErrorClass::RetrySoon,
                 reasons::AUTHENTICATION_FAILED,
@@ -109,6 +118,24 @@ fn is_entra_refusal(message: &str) -> bool {
     lower.contains("aadsts") && !transient
 }
 
+/// A credential failure that is about this pod, not about Entra: a token or certificate file
+/// that is missing or unreadable, or a credential that is not configured. Retrying cannot help.
+fn is_local_credential_problem(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    [
+        "no such file",
+        "os error 2",
+        "os error 13",
+        "permission denied",
+        "is a directory",
+        "not set",
+        "missing environment variable",
+        "environment variable",
+    ]
+    .iter()
+    .any(|marker| lower.contains(marker))
+}
+
 fn classify_response(
     operation: Operation,
     target: &str,
@@ -131,6 +158,12 @@ fn classify_response(
             describe_authorization_failure(code, message),
         ),
         (404, _) => match operation {
+            Operation::GetIdentity => human(
+                reasons::IDENTITY_NOT_FOUND,
+                format!(
+                    "the user-assigned identity {target} was not found ({code}); fix spec.principals[].identityResourceId"
+                ),
+            ),
             Operation::GetManagedCluster => human(
                 reasons::CLUSTER_NOT_FOUND,
                 format!(
@@ -156,8 +189,11 @@ fn classify_response(
                 "a management lock blocks changing role assignments on {target} ({message}); remove the lock (or, when detaching, set the skip-cleanup annotation)"
             ),
         ),
-        // Other conflicts (another operation in progress) pass.
-        (409, _) => retry(reasons::AZURE_UNAVAILABLE),
+        // A conflict with an operation still running passes; any other conflict is a state
+        // that retrying will not change (e.g. a role assignment update ARM does not permit).
+        (409, code) if code.to_ascii_lowercase().contains("inprogress") => {
+            retry(reasons::AZURE_UNAVAILABLE)
+        }
         _ => human(
             reasons::AZURE_REQUEST_REJECTED,
             format!("Azure rejected {operation} for {target}: HTTP {status} {code}: {message}"),
@@ -277,6 +313,31 @@ mod tests {
         .classify();
         assert_eq!(failure.class, ErrorClass::NeedsHuman);
         assert_eq!(failure.reason, reasons::SCOPE_LOCKED);
+    }
+
+    #[test]
+    fn local_credential_problems_and_unknown_conflicts_need_a_human() {
+        let credential = |message: &str| ArmError::Credential {
+            operation: Operation::GetRegistry,
+            target: "t".to_string(),
+            message: message.to_string(),
+        };
+        let missing_file = credential(
+            "failed to read federated token from /var/run/secrets/azure/tokens/azure-identity-token: No such file or directory (os error 2)",
+        )
+        .classify();
+        assert_eq!(missing_file.class, ErrorClass::NeedsHuman);
+        assert!(missing_file.message.contains("AZURE_FEDERATED_TOKEN_FILE"));
+        let unknown = response(Operation::PutRoleAssignment, 409, "SomethingNew", "m").classify();
+        assert_eq!(unknown.class, ErrorClass::NeedsHuman);
+        let busy = response(
+            Operation::PutRoleAssignment,
+            409,
+            "AnotherOperationInProgress",
+            "m",
+        )
+        .classify();
+        assert_eq!(busy.class, ErrorClass::RetrySoon);
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //! plain data and is tested as such.
 
 pub mod allowlist;
+pub mod claims;
 pub mod conditions;
 pub mod delegation;
 pub mod failure;
+pub mod ownership;
 pub mod plan;
 pub mod preflight;
 pub mod reasons;
+pub mod report;
+pub mod repositories;
 pub mod status_patch;
 pub mod validate;

@@ -14,12 +14,14 @@ use serde::Serialize;
 
 use crate::crd::Ownership;
 use crate::decide::allowlist::{AllowList, login_server_allowed};
+use crate::decide::claims::Claims;
 use crate::decide::delegation::{self, Access, AccessState, Action, PRINCIPAL_TYPE, Request};
 use crate::decide::failure::Classify;
-use crate::decide::plan::{Ensure, Intent, choose_role, plan_apply};
+use crate::decide::plan::{PlanInput, Resolved, Step, plan, wanted_grants};
 use crate::decide::reasons;
 use crate::decide::validate::{DesiredAttachment, RequestedPrincipal};
 use crate::model::azure::{ArmError, Permission, Registry, RoleAssignment};
+use crate::model::grant::Grant;
 use crate::model::{ClusterId, OwnerId, PermissionsMode, PrincipalId, PullRole};
 
 use crate::decide::reasons::{CANNOT_REPAIR, IGNORED_ACR_PULL};
@@ -218,7 +220,8 @@ fn evaluate_steps(
     let intent = intent(report, desired, &facts.registry, context)?;
     let assignments = (facts.assignments.as_ref())
         .map_err(|e| unreadable("the registry's role assignments", e))?;
-    report.assignment = assignment(&intent, assignments);
+    let attachment = report.attachment.clone().unwrap_or_default();
+    report.assignment = assignment(&intent, context.owner, &attachment, assignments);
     if facts.registry.mode == Some(PermissionsMode::AbacRepository) {
         let strays = ignored_acr_pull(assignments, &intent.principal);
         report.warnings.extend(strays);
@@ -245,7 +248,7 @@ fn intent(
     desired: &DesiredAttachment,
     registry: &Registry,
     context: &Context,
-) -> Result<Intent, Finding> {
+) -> Result<Grant, Finding> {
     report.login_server = registry.login_server.clone();
     report.permissions_mode = registry.mode.map(PermissionsMode::as_arm);
     if let (Some(suffix), Some(login_server)) = (context.login_suffix, &registry.login_server)
@@ -258,21 +261,30 @@ fn intent(
             "run acr-attach for the registry's cloud (--cloud), or pass --registry-suffix",
         ));
     }
-    let role = choose_role(desired.role, registry.mode)
-        .map_err(|p| Finding::new(p.reason, p.message, "change spec.role"))?;
-    report.role = Some(role.short_name());
-    report.role_definition_id = Some(role.definition_guid());
     let (principal, source) = principal(desired, context.kubelet)?;
+    let resolved = Resolved {
+        principal: principal.clone(),
+        kind: crate::model::PrincipalType::ServicePrincipal,
+        source: "Spec",
+    };
+    let grant = wanted_grants(desired, registry.mode, &[resolved])
+        .map_err(|p| Finding::new(p.reason, p.message, "change spec.role or spec.repositories"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Finding::new(
+                reasons::INVALID_SPEC,
+                "no principal to check",
+                "set spec.principals",
+            )
+        })?;
+    report.role = Some(grant.role.short_name());
+    report.role_definition_id = Some(grant.role.definition_guid());
     report.principal = Some(PrincipalReport {
         object_id: principal.to_string(),
         source,
     });
-    Ok(Intent {
-        registry: desired.registry.clone(),
-        principal,
-        role,
-        owner: context.owner.clone(),
-    })
+    Ok(grant)
 }
 
 /// A read that failed, with what to do about it.
@@ -296,35 +308,72 @@ fn principal(
     desired: &DesiredAttachment,
     kubelet: &Result<PrincipalId, Finding>,
 ) -> Result<(PrincipalId, PrincipalSource), Finding> {
-    match &desired.principal {
-        RequestedPrincipal::Explicit(id) => Ok((id.clone(), PrincipalSource::Spec)),
-        RequestedPrincipal::KubeletIdentity => {
+    // `check` looks at the first principal an attachment names.
+    match desired.principals.first() {
+        Some(RequestedPrincipal::Explicit { principal, .. }) => {
+            Ok((principal.clone(), PrincipalSource::Spec))
+        }
+        Some(RequestedPrincipal::Identity(identity)) => Err(Finding::new(
+            reasons::IDENTITY_NOT_FOUND,
+            format!("check does not resolve user-assigned identities yet ({identity})"),
+            "name the identity's principalId as objectId to check it",
+        )),
+        Some(RequestedPrincipal::KubeletIdentity) | None => {
             kubelet.clone().map(|id| (id, PrincipalSource::Kubelet))
         }
     }
 }
 
-/// Whether the grant exists, decided as the controller decides it (`plan_apply`).
-fn assignment(intent: &Intent, observed: &[RoleAssignment]) -> AssignmentReport {
-    match plan_apply(intent, observed, &[], &HashSet::new()).ensure {
-        Ensure::Present {
+/// Whether the grant exists, decided as the controller decides it (`plan`).
+fn assignment(
+    grant: &Grant,
+    owner: &OwnerId,
+    attachment: &str,
+    observed: &[RoleAssignment],
+) -> AssignmentReport {
+    let wanted = [grant.clone()];
+    let planned = plan(&PlanInput {
+        attachment,
+        owner,
+        wanted: &wanted,
+        existing: observed,
+        listed: &HashSet::new(),
+        owned: &[],
+        claims: &Claims::default(),
+    });
+    let name_of = |id: &str| {
+        (observed.iter())
+            .find(|a| a.id == id)
+            .map(|a| a.name.to_string())
+    };
+    match planned.steps.into_iter().next().map(|step| step.step) {
+        Some(Step::Present {
             assignment_id,
             ownership,
-        } => AssignmentReport {
+        }) => AssignmentReport {
             state: match ownership {
-                Ownership::Created => AssignmentState::Created,
+                Ownership::Created | Ownership::Shared => AssignmentState::Created,
                 Ownership::Adopted => AssignmentState::Adopted,
             },
-            name: (observed.iter())
-                .find(|a| a.id == assignment_id)
-                .map(|a| a.name.to_string()),
+            name: name_of(&assignment_id),
             id: Some(assignment_id),
         },
-        Ensure::Create { name } => AssignmentReport {
-            state: AssignmentState::Missing,
-            id: Some(name.id_at(&intent.registry)),
-            name: Some(name.to_string()),
+        Some(Step::Join { assignment, .. }) => AssignmentReport {
+            state: AssignmentState::Adopted,
+            name: Some(assignment.name.to_string()),
+            id: Some(assignment.id),
         },
+        other => {
+            let name = match other {
+                Some(Step::Put { name, .. }) => name,
+                _ => grant.name(owner, attachment),
+            };
+            AssignmentReport {
+                state: AssignmentState::Missing,
+                id: Some(name.id_at(&grant.registry)),
+                name: Some(name.to_string()),
+            }
+        }
     }
 }
 
@@ -479,7 +528,9 @@ mod tests {
         DesiredAttachment {
             registry: registry_id(),
             role: RequestedRole::Auto,
-            principal,
+            principals: vec![principal],
+            repositories: Vec::new(),
+            catalog_listing: false,
             deletion: Deletion::Delete,
         }
     }
@@ -501,6 +552,7 @@ mod tests {
             principal_id: principal.to_string(),
             condition: None,
             description: None,
+            principal_type: None,
         }
     }
 
@@ -644,7 +696,10 @@ mod tests {
     #[test]
     fn a_missing_grant_is_fine_only_when_the_operator_may_write_it() {
         let principal = PrincipalId::parse(SPEC_PRINCIPAL).unwrap();
-        let want = desired(RequestedPrincipal::Explicit(principal.clone()));
+        let want = desired(RequestedPrincipal::Explicit {
+            principal: principal.clone(),
+            kind: crate::model::PrincipalType::ServicePrincipal,
+        });
         let report = run(&want, &facts(ABAC, &[], &[permission(OWNER)]));
         assert_eq!(report.assignment.state, AssignmentState::Missing);
         assert_eq!(report.role, Some("RepositoryReader"));

@@ -19,6 +19,12 @@ pub const PRINCIPAL_NOT_REPLICATED: &str = "PrincipalNotReplicated";
 // Needs a human: Stalled=True, slow retry.
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const ROLE_NOT_EFFECTIVE: &str = "RoleNotEffective";
+/// spec.repositories on a classic-mode registry, where AcrPull cannot be scoped.
+pub const REPOSITORIES_NEED_ABAC: &str = "RepositoriesNeedAbac";
+/// A user-assigned identity named in spec.principals does not exist.
+pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
+/// The reconcile did not finish within its deadline.
+pub const RECONCILE_TIMED_OUT: &str = "ReconcileTimedOut";
 pub const REGISTRY_MODE_UNKNOWN: &str = "RegistryModeUnknown";
 pub const REGISTRY_NOT_FOUND: &str = "RegistryNotFound";
 /// Refused by the operator's allow-list (or its cloud's login-server suffix): no Azure call made.

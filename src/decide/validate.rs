@@ -3,15 +3,22 @@
 
 use std::fmt;
 
-use crate::crd::{DeletionPolicy, RegistryAttachmentSpec, RoleChoice};
-use crate::model::{PrincipalId, PullRole, RegistryId};
+use crate::crd::{
+    DeletionPolicy, PrincipalKind, PrincipalSpec, RegistryAttachmentSpec, RoleChoice,
+};
+use crate::decide::repositories::{RepositoryPattern, parse_pattern};
+use crate::model::{IdentityId, PrincipalId, PrincipalType, PullRole, RegistryId};
 
 /// What the user asked for, in checked form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredAttachment {
     pub registry: RegistryId,
     pub role: RequestedRole,
-    pub principal: RequestedPrincipal,
+    /// At least one, no two alike.
+    pub principals: Vec<RequestedPrincipal>,
+    /// Sorted and without duplicates; empty: the whole registry.
+    pub repositories: Vec<RepositoryPattern>,
+    pub catalog_listing: bool,
     pub deletion: Deletion,
 }
 
@@ -24,8 +31,13 @@ pub enum RequestedRole {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestedPrincipal {
-    /// `spec.principal.objectId`.
-    Explicit(PrincipalId),
+    /// `objectId` (or the original `spec.principal.objectId`).
+    Explicit {
+        principal: PrincipalId,
+        kind: PrincipalType,
+    },
+    /// A user-assigned managed identity, resolved to its principalId through ARM.
+    Identity(IdentityId),
     /// The cluster's kubelet identity, from operator configuration.
     KubeletIdentity,
 }
@@ -39,8 +51,17 @@ pub enum Deletion {
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: String,
     pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -60,69 +81,46 @@ pub fn describe(errors: &[FieldError]) -> String {
 
 pub fn validate(spec: &RegistryAttachmentSpec) -> Result<DesiredAttachment, Vec<FieldError>> {
     let mut errors = Vec::new();
-
-    let resource_id = spec.registry.resource_id.trim();
-    let registry = if resource_id != spec.registry.resource_id {
-        errors.push(FieldError {
-            field: "spec.registry.resourceId",
-            message: "must not have leading or trailing whitespace".to_string(),
-        });
-        None
-    } else {
-        RegistryId::parse(resource_id)
-            .map_err(|problem| {
-                errors.push(FieldError {
-                    field: "spec.registry.resourceId",
-                    message: problem.to_string(),
-                })
-            })
-            .ok()
-    };
-
+    let registry = validate_registry(&spec.registry.resource_id, &mut errors);
     let role = match spec.role {
         RoleChoice::Auto => Some(RequestedRole::Auto),
         RoleChoice::AcrPull => Some(RequestedRole::Fixed(PullRole::AcrPull)),
         RoleChoice::RepositoryReader => Some(RequestedRole::Fixed(PullRole::RepositoryReader)),
         RoleChoice::Unrecognized => {
-            errors.push(FieldError {
-                field: "spec.role",
-                message: "unsupported value: use Auto, AcrPull or RepositoryReader".to_string(),
-            });
+            errors.push(FieldError::new(
+                "spec.role",
+                "unsupported value: use Auto, AcrPull or RepositoryReader",
+            ));
             None
         }
     };
-
-    let principal = match &spec.principal {
-        None => Some(RequestedPrincipal::KubeletIdentity),
-        Some(reference) => PrincipalId::parse(&reference.object_id)
-            .map(RequestedPrincipal::Explicit)
-            .map_err(|problem| {
-                errors.push(FieldError {
-                    field: "spec.principal.objectId",
-                    message: problem.to_string(),
-                })
-            })
-            .ok(),
-    };
-
+    let principals = validate_principals(spec, &mut errors);
+    let repositories = validate_repositories(&spec.repositories, &mut errors);
+    if !repositories.is_empty() && role == Some(RequestedRole::Fixed(PullRole::AcrPull)) {
+        errors.push(FieldError::new(
+            "spec.repositories",
+            "AcrPull cannot be limited to repositories: use role Auto or RepositoryReader on an ABAC registry, or remove spec.repositories",
+        ));
+    }
     let deletion = match spec.deletion_policy {
         DeletionPolicy::Delete => Some(Deletion::Delete),
         DeletionPolicy::Orphan => Some(Deletion::Orphan),
         DeletionPolicy::Unrecognized => {
-            errors.push(FieldError {
-                field: "spec.deletionPolicy",
-                message: "unsupported value: use Delete or Orphan".to_string(),
-            });
+            errors.push(FieldError::new(
+                "spec.deletionPolicy",
+                "unsupported value: use Delete or Orphan",
+            ));
             None
         }
     };
-
-    match (registry, role, principal, deletion) {
-        (Some(registry), Some(role), Some(principal), Some(deletion)) if errors.is_empty() => {
+    match (registry, role, deletion) {
+        (Some(registry), Some(role), Some(deletion)) if errors.is_empty() => {
             Ok(DesiredAttachment {
                 registry,
                 role,
-                principal,
+                principals,
+                repositories,
+                catalog_listing: spec.catalog_listing,
                 deletion,
             })
         }
@@ -130,10 +128,148 @@ pub fn validate(spec: &RegistryAttachmentSpec) -> Result<DesiredAttachment, Vec<
     }
 }
 
+fn validate_registry(resource_id: &str, errors: &mut Vec<FieldError>) -> Option<RegistryId> {
+    let field = "spec.registry.resourceId";
+    if resource_id.trim() != resource_id {
+        errors.push(FieldError::new(
+            field,
+            "must not have leading or trailing whitespace",
+        ));
+        return None;
+    }
+    RegistryId::parse(resource_id)
+        .map_err(|problem| errors.push(FieldError::new(field, problem.to_string())))
+        .ok()
+}
+
+/// `spec.principal` (the original form) or `spec.principals`; neither means the kubelet identity.
+fn validate_principals(
+    spec: &RegistryAttachmentSpec,
+    errors: &mut Vec<FieldError>,
+) -> Vec<RequestedPrincipal> {
+    let mut principals = Vec::new();
+    match (&spec.principal, spec.principals.is_empty()) {
+        (Some(_), false) => errors.push(FieldError::new(
+            "spec.principal",
+            "set spec.principal or spec.principals, not both: move the object id into spec.principals",
+        )),
+        (Some(reference), true) => match PrincipalId::parse(&reference.object_id) {
+            Ok(principal) => principals.push(RequestedPrincipal::Explicit {
+                principal,
+                kind: PrincipalType::ServicePrincipal,
+            }),
+            Err(problem) => errors.push(FieldError::new(
+                "spec.principal.objectId",
+                problem.to_string(),
+            )),
+        },
+        (None, true) => principals.push(RequestedPrincipal::KubeletIdentity),
+        (None, false) => {
+            for (index, entry) in spec.principals.iter().enumerate() {
+                let field = format!("spec.principals[{index}]");
+                if let Some(principal) = validate_principal(entry, &field, errors) {
+                    if principals.contains(&principal) {
+                        errors.push(FieldError::new(field, "names the same identity as an earlier entry: remove one"));
+                    } else {
+                        principals.push(principal);
+                    }
+                }
+            }
+        }
+    }
+    principals
+}
+
+fn validate_principal(
+    entry: &PrincipalSpec,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<RequestedPrincipal> {
+    let kind = match entry.type_ {
+        PrincipalKind::ServicePrincipal => PrincipalType::ServicePrincipal,
+        PrincipalKind::Group => PrincipalType::Group,
+        PrincipalKind::User => PrincipalType::User,
+        PrincipalKind::Unrecognized => {
+            errors.push(FieldError::new(
+                format!("{field}.type"),
+                "unsupported value: use ServicePrincipal, Group or User",
+            ));
+            return None;
+        }
+    };
+    let kubelet = entry.kubelet == Some(true);
+    let named = [
+        entry.object_id.is_some(),
+        entry.identity_resource_id.is_some(),
+        kubelet,
+    ];
+    if named.iter().filter(|set| **set).count() != 1 {
+        errors.push(FieldError::new(
+            field,
+            "set exactly one of objectId, identityResourceId or kubelet: true",
+        ));
+        return None;
+    }
+    if kind != PrincipalType::ServicePrincipal && entry.object_id.is_none() {
+        errors.push(FieldError::new(
+            format!("{field}.type"),
+            "managed identities are service principals: type applies to objectId entries only",
+        ));
+        return None;
+    }
+    if let Some(object_id) = &entry.object_id {
+        return PrincipalId::parse(object_id)
+            .map(|principal| RequestedPrincipal::Explicit { principal, kind })
+            .map_err(|problem| {
+                errors.push(FieldError::new(
+                    format!("{field}.objectId"),
+                    problem.to_string(),
+                ))
+            })
+            .ok();
+    }
+    if let Some(resource_id) = &entry.identity_resource_id {
+        return IdentityId::parse(resource_id)
+            .map(RequestedPrincipal::Identity)
+            .map_err(|problem| {
+                errors.push(FieldError::new(
+                    format!("{field}.identityResourceId"),
+                    problem.to_string(),
+                ))
+            })
+            .ok();
+    }
+    Some(RequestedPrincipal::KubeletIdentity)
+}
+
+fn validate_repositories(
+    entries: &[String],
+    errors: &mut Vec<FieldError>,
+) -> Vec<RepositoryPattern> {
+    let mut patterns: Vec<RepositoryPattern> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(index, entry)| {
+            parse_pattern(entry)
+                .map_err(|problem| {
+                    errors.push(FieldError::new(
+                        format!("spec.repositories[{index}]"),
+                        problem,
+                    ))
+                })
+                .ok()
+        })
+        .collect();
+    patterns.sort();
+    patterns.dedup();
+    patterns
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{PrincipalReference, RegistryReference};
+    use crate::model::PrincipalType;
 
     const GOOD: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-images/providers/Microsoft.ContainerRegistry/registries/sharedimages";
 
@@ -144,6 +280,9 @@ mod tests {
             },
             role: RoleChoice::Auto,
             principal: None,
+            principals: Vec::new(),
+            repositories: Vec::new(),
+            catalog_listing: false,
             deletion_policy: DeletionPolicy::Delete,
         }
     }
@@ -153,7 +292,8 @@ mod tests {
         let desired = validate(&spec(GOOD)).unwrap();
         assert_eq!(desired.registry.name(), "sharedimages");
         assert_eq!(desired.role, RequestedRole::Auto);
-        assert_eq!(desired.principal, RequestedPrincipal::KubeletIdentity);
+        assert_eq!(desired.principals, [RequestedPrincipal::KubeletIdentity]);
+        assert!(desired.repositories.is_empty());
         assert_eq!(desired.deletion, Deletion::Delete);
     }
 
@@ -174,7 +314,7 @@ mod tests {
         });
         bad.deletion_policy = DeletionPolicy::Unrecognized;
         let errors = validate(&bad).unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
             [
@@ -184,5 +324,79 @@ mod tests {
                 "spec.deletionPolicy"
             ]
         );
+    }
+
+    #[test]
+    fn several_principals_each_name_one_identity() {
+        let mut several = spec(GOOD);
+        several.principals = vec![
+            PrincipalSpec {
+                object_id: Some("AAAAAAAA-1111-1111-1111-111111111111".to_string()),
+                type_: PrincipalKind::Group,
+                ..Default::default()
+            },
+            PrincipalSpec {
+                kubelet: Some(true),
+                ..Default::default()
+            },
+            PrincipalSpec {
+                identity_resource_id: Some("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pool-b".to_string()),
+                ..Default::default()
+            },
+        ];
+        let desired = validate(&several).unwrap();
+        assert_eq!(desired.principals.len(), 3);
+        assert!(matches!(
+            &desired.principals[0],
+            RequestedPrincipal::Explicit { kind: PrincipalType::Group, principal } if principal.as_str().starts_with("aaaaaaaa")
+        ));
+        several.principals.push(PrincipalSpec {
+            kubelet: Some(true),
+            object_id: Some("aaaaaaaa-1111-1111-1111-111111111111".to_string()),
+            ..Default::default()
+        });
+        several.principals.push(PrincipalSpec {
+            kubelet: Some(true),
+            ..Default::default()
+        });
+        several.principal = None;
+        let errors = validate(&several).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.principals[3]", "spec.principals[4]"]);
+        assert!(errors[0].message.contains("exactly one"));
+        assert!(errors[1].message.contains("same identity"));
+    }
+
+    #[test]
+    fn principal_and_principals_together_are_refused() {
+        let mut both = spec(GOOD);
+        both.principal = Some(PrincipalReference {
+            object_id: "11111111-1111-1111-1111-111111111111".to_string(),
+        });
+        both.principals = vec![PrincipalSpec {
+            kubelet: Some(true),
+            ..Default::default()
+        }];
+        let errors = validate(&both).unwrap_err();
+        assert_eq!(errors[0].field, "spec.principal");
+    }
+
+    #[test]
+    fn repositories_are_checked_sorted_and_refused_with_acr_pull() {
+        let mut scoped = spec(GOOD);
+        scoped.repositories = vec!["team-b/*".into(), "nginx".into(), "nginx".into()];
+        let desired = validate(&scoped).unwrap();
+        assert_eq!(
+            desired.repositories,
+            [
+                RepositoryPattern::Exact("nginx".into()),
+                RepositoryPattern::Prefix("team-b/".into())
+            ]
+        );
+        scoped.repositories.push("Bad Name".into());
+        scoped.role = RoleChoice::AcrPull;
+        let errors = validate(&scoped).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.repositories[3]", "spec.repositories"]);
     }
 }

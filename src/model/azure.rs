@@ -26,6 +26,8 @@ pub struct RoleAssignment {
     pub principal_id: String,
     pub condition: Option<String>,
     pub description: Option<String>,
+    /// ServicePrincipal, Group, User (as ARM reports it).
+    pub principal_type: Option<String>,
 }
 
 impl RoleAssignment {
@@ -96,6 +98,8 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     GetRegistry,
+    GetIdentity,
+    GetRoleAssignment,
     GetManagedCluster,
     ListRoleAssignments,
     PutRoleAssignment,
@@ -110,6 +114,8 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::GetRegistry => "get_registry",
+            Operation::GetIdentity => "get_identity",
+            Operation::GetRoleAssignment => "get_role_assignment",
             Operation::GetManagedCluster => "get_managed_cluster",
             Operation::ListRoleAssignments => "list_role_assignments",
             Operation::PutRoleAssignment => "put_role_assignment",
@@ -171,6 +177,13 @@ impl ArmError {
             | ArmError::Response { operation, .. }
             | ArmError::Decode { operation, .. } => *operation,
         }
+    }
+
+    /// True when ARM answered the write with a refusal, so nothing was created or changed (a
+    /// 4xx other than 408 and 429); after a timeout or a 5xx the write may have happened.
+    pub fn changed_nothing(&self) -> bool {
+        matches!(self, ArmError::Response { status, .. } if (400..500).contains(status) && !matches!(status, 408 | 429))
+            || matches!(self, ArmError::Credential { .. })
     }
 
     /// ARM error code, or a stable label for failures without one (metrics use it).

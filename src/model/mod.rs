@@ -5,6 +5,7 @@
 //! (for display and for request paths) and compares on a lower-cased key.
 
 pub mod azure;
+pub mod grant;
 
 use std::fmt;
 
@@ -136,7 +137,52 @@ impl PartialEq for RegistryId {
 }
 impl Eq for RegistryId {}
 
+impl std::hash::Hash for RegistryId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
 impl fmt::Display for RegistryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// `Microsoft.ManagedIdentity/userAssignedIdentities` resource id, validated.
+#[derive(Clone, Debug)]
+pub struct IdentityId {
+    text: String,
+}
+
+impl IdentityId {
+    pub fn parse(text: &str) -> Result<Self, ResourceIdError> {
+        split_resource_id(
+            text,
+            "Microsoft.ManagedIdentity",
+            "userAssignedIdentities",
+            "/subscriptions/<subscription-guid>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name> (`az identity show --query id -o tsv`)",
+        )?;
+        Ok(Self {
+            text: text.to_string(),
+        })
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    pub fn key(&self) -> String {
+        self.text.to_ascii_lowercase()
+    }
+}
+
+impl PartialEq for IdentityId {
+    fn eq(&self, other: &Self) -> bool {
+        self.text.eq_ignore_ascii_case(&other.text)
+    }
+}
+impl Eq for IdentityId {}
+
+impl fmt::Display for IdentityId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
@@ -197,23 +243,33 @@ impl fmt::Display for PrincipalId {
     }
 }
 
-/// The built-in role the kubelet identity needs to pull.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A built-in role acr-attach assigns so an identity can pull.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PullRole {
     /// `AcrPull`: honoured by registries in the classic (legacy) permissions mode.
     AcrPull,
     /// `Container Registry Repository Reader`: what ABAC repository-permissions registries honour.
     RepositoryReader,
+    /// `Container Registry Repository Catalog Lister`: catalog listing on ABAC registries, which
+    /// the repository roles leave out. Takes no condition.
+    CatalogLister,
 }
 
 impl PullRole {
     pub const ACR_PULL_GUID: &'static str = "7f951dda-4ed3-4680-a7ca-43fe172d538d";
     pub const REPOSITORY_READER_GUID: &'static str = "b93aa761-3e63-49ed-ac28-beffa264f7ac";
+    pub const CATALOG_LISTER_GUID: &'static str = "bfdb9389-c9a5-478a-bb2f-ba9ca092c3c7";
+    const ALL: [PullRole; 3] = [
+        PullRole::AcrPull,
+        PullRole::RepositoryReader,
+        PullRole::CatalogLister,
+    ];
 
     pub fn definition_guid(self) -> &'static str {
         match self {
             PullRole::AcrPull => Self::ACR_PULL_GUID,
             PullRole::RepositoryReader => Self::REPOSITORY_READER_GUID,
+            PullRole::CatalogLister => Self::CATALOG_LISTER_GUID,
         }
     }
 
@@ -228,7 +284,7 @@ impl PullRole {
     /// Matches a `roleDefinitionId` in any of its forms by its trailing GUID.
     pub fn from_definition_id(definition_id: &str) -> Option<Self> {
         let guid = definition_id.rsplit('/').next()?;
-        [PullRole::AcrPull, PullRole::RepositoryReader]
+        Self::ALL
             .into_iter()
             .find(|role| role.definition_guid().eq_ignore_ascii_case(guid))
     }
@@ -237,6 +293,7 @@ impl PullRole {
         match self {
             PullRole::AcrPull => "AcrPull",
             PullRole::RepositoryReader => "Container Registry Repository Reader",
+            PullRole::CatalogLister => "Container Registry Repository Catalog Lister",
         }
     }
 
@@ -245,15 +302,38 @@ impl PullRole {
         match self {
             PullRole::AcrPull => "AcrPull",
             PullRole::RepositoryReader => "RepositoryReader",
+            PullRole::CatalogLister => "CatalogLister",
         }
     }
 
     pub fn from_short_name(name: &str) -> Option<Self> {
-        match name {
-            "AcrPull" => Some(PullRole::AcrPull),
-            "RepositoryReader" => Some(PullRole::RepositoryReader),
-            _ => None,
+        Self::ALL.into_iter().find(|role| role.short_name() == name)
+    }
+}
+
+/// What kind of Entra object receives a role (`principalType` of the assignment). Sending it
+/// skips ARM's directory lookup, which fails for identities created a moment ago; it must match
+/// the directory (`UnmatchedPrincipalType` otherwise).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrincipalType {
+    #[default]
+    ServicePrincipal,
+    Group,
+    User,
+}
+
+impl PrincipalType {
+    pub fn as_arm(self) -> &'static str {
+        match self {
+            PrincipalType::ServicePrincipal => "ServicePrincipal",
+            PrincipalType::Group => "Group",
+            PrincipalType::User => "User",
         }
+    }
+    pub fn from_arm(text: &str) -> Option<Self> {
+        [Self::ServicePrincipal, Self::Group, Self::User]
+            .into_iter()
+            .find(|kind| kind.as_arm().eq_ignore_ascii_case(text))
     }
 }
 
@@ -330,6 +410,27 @@ impl RoleAssignmentName {
         Self(Uuid::new_v5(&ASSIGNMENT_NAMESPACE, input.as_bytes()).to_string())
     }
 
+    /// The name of a grant scoped to repositories by one attachment. Scoped grants are per
+    /// attachment (two attachments may scope one principal differently, and each edits its own
+    /// condition in place), so the attachment's name joins the inputs; an unscoped grant keeps
+    /// `derive`'s name, shared by every attachment of this installation that needs it.
+    pub fn derive_scoped(
+        registry: &RegistryId,
+        principal: &PrincipalId,
+        role: PullRole,
+        owner: &OwnerId,
+        attachment: &str,
+    ) -> Self {
+        let input = format!(
+            "{}|{}|{}|{}|attachment={attachment}",
+            registry.key(),
+            principal.as_str(),
+            role.definition_guid(),
+            owner.as_str()
+        );
+        Self(Uuid::new_v5(&ASSIGNMENT_NAMESPACE, input.as_bytes()).to_string())
+    }
+
     pub fn from_arm(name: &str) -> Self {
         Self(name.to_ascii_lowercase())
     }
@@ -397,6 +498,46 @@ mod tests {
             derive(&registry, &p1, PullRole::AcrPull, &other_cluster)
         );
         assert!(Uuid::try_parse(name.as_str()).is_ok());
+    }
+
+    /// Upgrade safety: these are the names released versions derived for fixed inputs. If one
+    /// changes, an upgraded operator no longer recognises the grants it created: it reports them
+    /// Adopted and never deletes them. Never update these values; add a new derivation instead.
+    #[test]
+    fn derived_names_match_what_released_versions_derived() {
+        let registry = RegistryId::parse(REGISTRY).unwrap();
+        let principal = PrincipalId::parse("11111111-1111-1111-1111-111111111111").unwrap();
+        let owner = OwnerId::new("6c1b4a7e-2f3d-4e5a-9b8c-0d1e2f3a4b5c");
+        let golden = [
+            (PullRole::AcrPull, "1a5d3bce-146a-57ac-844c-8f0545388a5d"),
+            (
+                PullRole::RepositoryReader,
+                "1a20058d-c589-5e38-9e9b-644b6003eb04",
+            ),
+        ];
+        for (role, expected) in golden {
+            assert_eq!(
+                RoleAssignmentName::derive(&registry, &principal, role, &owner).as_str(),
+                expected,
+                "{role:?}"
+            );
+        }
+        assert_eq!(
+            RoleAssignmentName::derive(&registry, &principal, PullRole::CatalogLister, &owner)
+                .as_str(),
+            "a4a4c3e2-3050-5445-a1fb-724a872d7fe9"
+        );
+        assert_eq!(
+            RoleAssignmentName::derive_scoped(
+                &registry,
+                &principal,
+                PullRole::RepositoryReader,
+                &owner,
+                "team-a"
+            )
+            .as_str(),
+            "c97448ed-e150-54e9-9000-5a697be96756"
+        );
     }
 
     #[test]

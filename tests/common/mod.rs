@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use acr_attach::azure::credential::{AzureSettings, Cloud, CredentialKind};
 use acr_attach::controller::clock::ManualClock;
-use acr_attach::controller::cluster::{ClusterApi, Notice, finalizer_patch, status_patch};
+use acr_attach::controller::cluster::{ClusterApi, Notice, finalizer_patch};
 use acr_attach::controller::reconcile::{Next, ReconcileError, reconcile_once};
 use acr_attach::controller::{Context, KubeletIdentity, Settings};
 use acr_attach::crd::{
@@ -82,6 +82,9 @@ pub fn spec(registry_id: &str) -> RegistryAttachmentSpec {
         },
         role: RoleChoice::Auto,
         principal: None,
+        principals: Vec::new(),
+        repositories: Vec::new(),
+        catalog_listing: false,
         deletion_policy: Default::default(),
     }
 }
@@ -256,14 +259,12 @@ impl ClusterApi for FakeCluster {
         self.apply_metadata_patch(attachment, finalizer_patch(attachment, false))
     }
 
-    async fn patch_status(
+    /// Server-side apply by the one field manager that writes status: the status is replaced.
+    async fn apply_status(
         &self,
         attachment: &RegistryAttachment,
         status: &acr_attach::crd::RegistryAttachmentStatus,
     ) -> Result<(), kube::Error> {
-        let Some(patch) = status_patch(attachment, status) else {
-            return Ok(());
-        };
         let number = self.status_writes.fetch_add(1, Ordering::SeqCst) + 1;
         if *self.fail_status_write_number.lock().unwrap() == Some(number) {
             return Err(kube::Error::Api(Box::new(
@@ -271,11 +272,7 @@ impl ClusterApi for FakeCluster {
                     .with_code(500),
             )));
         }
-        self.with_current(attachment, |stored| {
-            let mut json = serde_json::to_value(&*stored).unwrap();
-            apply_merge_patch(&mut json, &patch);
-            *stored = serde_json::from_value(json).unwrap();
-        })
+        self.with_current(attachment, |stored| stored.status = Some(status.clone()))
     }
 
     async fn publish(
@@ -523,7 +520,10 @@ fn operator_context(
 
 /// Settings of the operator under test, owned by the installation "test-cluster".
 pub fn settings(kubelet: KubeletIdentity) -> Settings {
-    Settings::new(kubelet, acr_attach::model::OwnerId::new("test-cluster"))
+    let mut settings = Settings::new(kubelet, acr_attach::model::OwnerId::new("test-cluster"));
+    // Real time: a co-owner reads the assignment back after this (tests keep it short).
+    settings.co_owner_settle = Duration::from_millis(50);
+    settings
 }
 
 /// The delay a reconcile asks for before the next one, if any.
