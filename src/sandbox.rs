@@ -27,7 +27,7 @@ use crate::model::ClusterId;
 /// The default emulated tenant; also shipped as a file to copy for `--tenant`.
 pub const DEFAULT_TENANT: &str = include_str!("../sandbox/tenant.yaml");
 /// The examples applied at start, in order.
-pub const EXAMPLES: [(&str, &str); 3] = [
+pub const EXAMPLES: [(&str, &str); 4] = [
     (
         "examples/plain-registry.yaml",
         include_str!("../examples/plain-registry.yaml"),
@@ -39,6 +39,10 @@ pub const EXAMPLES: [(&str, &str); 3] = [
     (
         "examples/explicit-principal.yaml",
         include_str!("../examples/explicit-principal.yaml"),
+    ),
+    (
+        "examples/repository-scopes.yaml",
+        include_str!("../examples/repository-scopes.yaml"),
     ),
 ];
 

@@ -1215,3 +1215,96 @@ mod real_cluster {
         );
     }
 }
+
+/// The set-based features through the real binary and the Kubernetes emulator: repositories
+/// edited in place, a principal added and removed, catalog listing on and off.
+#[tokio::test]
+async fn grants_as_a_set_through_the_real_binary() {
+    const RUNNER: &str = "7c1e0000-0000-4000-8000-0000000000c1";
+    let (sandbox, _client, api) = start().await;
+    let operator = Operator::start(&sandbox, "grants");
+    let abac = registry("abacacr");
+    let mut scoped = attachment("team-a", &abac);
+    scoped.spec.repositories = vec!["team-a/*".into()];
+    scoped.spec.catalog_listing = true;
+    api.create(&PostParams::default(), &scoped).await.unwrap();
+    let object = eventually("team-a Ready", &operator, async || {
+        api.get("team-a").await.ok().filter(ready)
+    })
+    .await;
+    assert_eq!(object.status.unwrap().ready_grants.as_deref(), Some("2/2"));
+    assert!(
+        sandbox
+            .arm
+            .may_read_repository(&abac, KUBELET, "team-a/api")
+    );
+    assert!(
+        !sandbox
+            .arm
+            .may_read_repository(&abac, KUBELET, "team-b/api")
+    );
+    assert!(sandbox.arm.may_list_catalog(&abac, KUBELET));
+    let reader_name = |arm: &arm_emulator::ArmEmulator| {
+        arm.role_assignments()
+            .into_iter()
+            .find(|a| a.condition.is_some())
+            .map(|a| a.name)
+    };
+    let first_name = reader_name(&sandbox.arm).expect("a conditioned assignment");
+
+    // Edit the repositories and add a principal, in one change.
+    let patch = json!({"spec": {
+        "repositories": ["team-a/*", "team-b/*"],
+        "principals": [{"kubelet": true}, {"objectId": RUNNER}],
+    }});
+    api.patch("team-a", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("4/4 grants", &operator, async || {
+        api.get("team-a").await.ok().filter(|o| {
+            ready(o) && o.status.as_ref().unwrap().ready_grants.as_deref() == Some("4/4")
+        })
+    })
+    .await;
+    assert!(
+        sandbox
+            .arm
+            .may_read_repository(&abac, KUBELET, "team-b/api")
+    );
+    assert!(sandbox.arm.may_read_repository(&abac, RUNNER, "team-b/api"));
+    assert_eq!(
+        sandbox
+            .arm
+            .role_assignments()
+            .iter()
+            .filter(|a| a.principal_id == KUBELET && a.condition.is_some())
+            .map(|a| a.name.clone())
+            .collect::<Vec<_>>(),
+        [first_name],
+        "the kubelet's scoped grant was updated in place"
+    );
+
+    // Remove the runner and catalog listing.
+    let patch = json!({"spec": {"principals": [{"kubelet": true}], "catalogListing": false}});
+    api.patch("team-a", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("1/1 grant", &operator, async || {
+        api.get("team-a").await.ok().filter(|o| {
+            ready(o) && o.status.as_ref().unwrap().ready_grants.as_deref() == Some("1/1")
+        })
+    })
+    .await;
+    eventually("runner's grants retired", &operator, async || {
+        (sandbox.arm.role_assignments().len() == 1).then_some(())
+    })
+    .await;
+    assert!(!sandbox.arm.may_read_repository(&abac, RUNNER, "team-a/api"));
+    assert!(!sandbox.arm.may_list_catalog(&abac, KUBELET));
+    assert!(
+        sandbox
+            .arm
+            .may_read_repository(&abac, KUBELET, "team-a/api")
+    );
+    operator.kill();
+}
