@@ -48,8 +48,8 @@ pub enum Command {
     Sandbox(crate::sandbox::SandboxArgs),
 }
 
-/// "90s", "10m", "1h" or plain seconds; at least one second, so no setting can make the
-/// operator spin against ARM.
+/// A duration such as "90s", "10m", "1h30m" (jiff's friendly format, or ISO 8601 "PT1H30M"), or
+/// plain seconds; at least one second, so no setting can make the operator spin against ARM.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_any_duration(text)?;
     if duration < Duration::from_secs(1) {
@@ -60,20 +60,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_any_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration: use e.g. 30s, 10m or 1h"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use s, m or h")),
-    };
-    Ok(Duration::from_secs(seconds))
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds: u64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is too large a number of seconds"))?;
+        return Ok(Duration::from_secs(seconds));
+    }
+    let signed: jiff::SignedDuration = text.parse().map_err(|error| {
+        format!("{text:?} is not a duration ({error}): use e.g. 30s, 10m or 1h30m")
+    })?;
+    Duration::try_from(signed).map_err(|_| format!("{text:?} is negative: use e.g. 30s"))
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +104,13 @@ pub struct RunArgs {
     /// Retry interval for problems that need a human (Stalled).
     #[arg(long, env = "ACR_ATTACH_STALLED_RETRY", default_value = "5m", value_parser = parse_duration)]
     pub stalled_retry: Duration,
+    /// The longest one reconcile may take; past it the reconcile is dropped and retried.
+    #[arg(long, env = "ACR_ATTACH_RECONCILE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub reconcile_timeout: Duration,
+    /// After leaving a role assignment shared with another acr-attach installation, how long to
+    /// wait before reading it back (repairs a co-owner's write that crossed ours).
+    #[arg(long, env = "ACR_ATTACH_CO_OWNER_SETTLE", default_value = "3s", value_parser = parse_duration)]
+    pub co_owner_settle: Duration,
 
     /// How acr-attach authenticates to Azure.
     #[arg(
@@ -238,6 +241,8 @@ impl RunArgs {
             resync: self.resync,
             principal_grace: self.principal_grace,
             stalled_retry: self.stalled_retry,
+            reconcile_deadline: self.reconcile_timeout,
+            co_owner_settle: self.co_owner_settle,
             allow_list: self.allow_list()?,
             registry_suffix: self.registry_suffix(),
             ..Settings::new(kubelet_identity, owner)
@@ -507,6 +512,14 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("ten minutes").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("PT2M"), Ok(Duration::from_secs(120)));
+        assert!(
+            parse_duration("99999999999999999999999").is_err(),
+            "overflow"
+        );
+        assert!(parse_duration("9999999999999999999h").is_err(), "overflow");
+        assert!(parse_duration("-5m").is_err());
         assert!(parse_duration("0s").is_err(), "a zero period would spin");
     }
 
@@ -528,6 +541,14 @@ mod tests {
             crate::controller::DEFAULT_PRINCIPAL_GRACE
         );
         assert_eq!(args.stalled_retry, crate::controller::DEFAULT_STALLED_RETRY);
+        assert_eq!(
+            args.reconcile_timeout,
+            crate::controller::DEFAULT_RECONCILE_DEADLINE
+        );
+        assert_eq!(
+            args.co_owner_settle,
+            crate::controller::DEFAULT_CO_OWNER_SETTLE
+        );
     }
 
     #[test]
