@@ -5,8 +5,9 @@
 //! finalizer helper, events Recorder, merge/JSON/apply patches) and `kubectl` 1.32 use, with
 //! the real semantics rather than canned answers: discovery and OpenAPI v3 documents,
 //! CustomResourceDefinitions that register types, structural-schema pruning, defaulting and
-//! validation, resourceVersion/generation/finalizer/deletion rules, the status subresource,
-//! the patch types including a simplified server-side apply, list/watch with selectors,
+//! validation, CEL validation rules (`x-kubernetes-validations`), resourceVersion/generation/
+//! finalizer/deletion rules, the status subresource, the patch types including a simplified
+//! server-side apply (map and set lists merged per item), list/watch with selectors,
 //! bookmarks and "too old resource version" errors, Table output, Events (one store served as
 //! events.k8s.io/v1 and core v1) and Leases, and OpenAPI v3 schemas for `kubectl explain`.
 //! `README.md` lists what is deliberately not implemented.
@@ -27,6 +28,7 @@ mod status;
 mod store;
 mod table;
 mod util;
+mod xvalidation;
 
 use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};

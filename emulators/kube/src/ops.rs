@@ -46,6 +46,8 @@ pub struct WriteCtx {
     pub manager: String,
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// Warnings the write produced below the HTTP layer (ratcheted validation rules).
+    pub warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl WriteCtx {
@@ -85,6 +87,7 @@ impl WriteCtx {
             manager,
             dry_run,
             field_validation,
+            warnings: Default::default(),
         })
     }
 }
@@ -464,6 +467,38 @@ fn validate_schema(
     Ok(())
 }
 
+/// `x-kubernetes-validations` of a custom resource, after the schema (`strategy.go`): skipped
+/// when the schema already found a type, required, enum or limit error (`hasBlockingErr`);
+/// ratcheted failures become warnings.
+fn validate_rules(
+    res: &ResourceType,
+    new: &Value,
+    old: Option<&Value>,
+    errs: &mut Vec<FieldError>,
+    ctx: &WriteCtx,
+) {
+    use crate::status::FieldErrorKind as K;
+    let Some(s) = res.schema.as_ref().filter(|s| s.has_rules) else {
+        return;
+    };
+    if errs.iter().any(|e| {
+        matches!(
+            e.kind,
+            K::NotSupported | K::Required | K::TooLong | K::TooMany | K::TypeInvalid
+        )
+    }) {
+        errs.push(FieldError::invalid(
+            "<nil>",
+            &Value::Null,
+            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+        return;
+    }
+    let out = crate::xvalidation::validate(s, new, old);
+    errs.extend(out.errors);
+    ctx.warnings.borrow_mut().extend(out.warnings);
+}
+
 fn validate_builtin(
     res: &ResourceType,
     obj: &Value,
@@ -588,6 +623,19 @@ fn validate_crd(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
             "must have exactly one version marked as storage version",
         ));
     }
+    // The v1 → internal conversion moves schemas that are identical in every version to
+    // `spec.validation`, so their errors are reported once under that path.
+    let schemas: Vec<Option<&Value>> = versions
+        .iter()
+        .map(|v| {
+            v.pointer("/schema/openAPIV3Schema")
+                .filter(|s| !s.is_null())
+        })
+        .collect();
+    let shared = schemas.iter().all(Option::is_some)
+        && schemas.windows(2).all(|w| {
+            crate::schema::json_eq(w[0].unwrap_or(&Value::Null), w[1].unwrap_or(&Value::Null))
+        });
     for (i, v) in versions.iter().enumerate() {
         let base = format!("spec.versions[{i}]");
         if v["name"].as_str().is_none_or(str::is_empty) {
@@ -596,23 +644,30 @@ fn validate_crd(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
         if v["served"].as_bool().is_none() {
             errs.push(FieldError::required(format!("{base}.served"), ""));
         }
-        match v.pointer("/schema/openAPIV3Schema") {
-            None | Some(Value::Null) => errs.push(FieldError::required(
+        match schemas[i] {
+            None => errs.push(FieldError::required(
                 format!("{base}.schema.openAPIV3Schema"),
                 "schemas are required",
             )),
+            Some(_) if shared && i > 0 => {}
             Some(s) => {
-                let path = format!("{base}.schema.openAPIV3Schema");
+                let path = if shared {
+                    "spec.validation.openAPIV3Schema".to_string()
+                } else {
+                    format!("{base}.schema.openAPIV3Schema")
+                };
                 match crate::schema::Schema::parse(s, &path) {
                     Err(e) => errs.push(e),
-                    Ok(parsed) => {
+                    Ok(mut parsed) => {
                         if parsed.ty.as_deref() != Some("object") {
                             errs.push(FieldError::invalid(
                                 format!("{path}.type"),
-                                &json!(parsed.ty.unwrap_or_default()),
+                                &json!(parsed.ty.clone().unwrap_or_default()),
                                 "must be object at the root",
                             ));
                         }
+                        crate::xvalidation::compile(&mut parsed, true);
+                        crate::xvalidation::crd_errors(&parsed, &path, None, errs);
                     }
                 }
             }
@@ -899,6 +954,7 @@ pub fn create(
     validate_metadata(res, &obj, &mut errs)?;
     if res.is_custom() {
         validate_schema(res, &obj, &mut errs)?;
+        validate_rules(res, &obj, None, &mut errs, ctx);
     }
     validate_builtin(res, &obj, None, &mut errs);
     if !errs.is_empty() {
@@ -935,6 +991,7 @@ pub fn create(
             &rfc3339(secs),
             None,
             &obj,
+            res.schema.as_ref(),
         );
         e
     });
@@ -1069,6 +1126,7 @@ pub fn update(
     validate_metadata(res, &new, &mut errs)?;
     if res.is_custom() {
         validate_schema(res, &new, &mut errs)?;
+        validate_rules(res, &new, Some(&old), &mut errs, ctx);
     }
     validate_builtin(res, &new, Some(&old), &mut errs);
     if has_deletion_timestamp(&old) {
@@ -1120,6 +1178,7 @@ pub fn update(
                 &now,
                 Some(&old),
                 &new,
+                res.schema.as_ref(),
             );
             e
         }
@@ -1552,7 +1611,9 @@ pub fn patch(
     }
     let ctx = WriteCtx::from_query(q, user_agent)?;
     if matches!(pt, PatchType::Apply) {
-        return apply(st, res, ns, name, subresource, body, q, &ctx, warnings);
+        let applied = apply(st, res, ns, name, subresource, body, q, &ctx, warnings);
+        warnings.extend(ctx.warnings.take());
+        return applied;
     }
     let Some(old) = st.get(res, ns, name).cloned() else {
         return Err(ApiError::not_found(&res.plural, &res.group, name));
@@ -1606,7 +1667,7 @@ pub fn patch(
         Mode::Patch,
         warnings,
     )?;
-    let (obj, _) = update(
+    let updated = update(
         st,
         res,
         ns,
@@ -1616,7 +1677,9 @@ pub fn patch(
         patched,
         &ctx,
         Ownership::Update,
-    )?;
+    );
+    warnings.extend(ctx.warnings.take());
+    let (obj, _) = updated?;
     Ok((200, obj))
 }
 
@@ -1760,6 +1823,7 @@ fn apply(
                 &json!({}),
                 &config,
                 force,
+                res.schema.as_ref(),
             )
             .map_err(|c| conflict_error(&c))?;
             let mut obj = obj;
@@ -1783,6 +1847,7 @@ fn apply(
                 &old,
                 &config,
                 force,
+                res.schema.as_ref(),
             )
             .map_err(|c| conflict_error(&c))?;
             let (obj, _) = update(
@@ -1828,7 +1893,9 @@ pub fn create_from_body(
     let mut obj = decode_body(content_type, body)?;
     check_gvk(res, &mut obj)?;
     handle_unknown(res, &mut obj, ctx.field_validation, Mode::Create, warnings)?;
-    create(st, res, ns, obj, &ctx, None)
+    let created = create(st, res, ns, obj, &ctx, None);
+    warnings.extend(ctx.warnings.take());
+    created
 }
 
 /// PUT body handling shared by the HTTP layer: `200` with the updated object, or `201` when a
@@ -1891,7 +1958,7 @@ pub fn update_from_body(
             }],
         ));
     }
-    let (out, _) = update(
+    let updated = update(
         st,
         res,
         ns,
@@ -1901,6 +1968,8 @@ pub fn update_from_body(
         obj,
         &ctx,
         Ownership::Update,
-    )?;
+    );
+    warnings.extend(ctx.warnings.take());
+    let (out, _) = updated?;
     Ok((200, out))
 }

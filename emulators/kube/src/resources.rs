@@ -322,7 +322,11 @@ pub fn types_from_crd(crd: &Value) -> Vec<ResourceType> {
         };
         let schema = v
             .pointer("/schema/openAPIV3Schema")
-            .and_then(|s| Schema::parse(s, "").ok());
+            .and_then(|s| Schema::parse(s, "").ok())
+            .map(|mut s| {
+                crate::xvalidation::compile(&mut s, true);
+                s
+            });
         let mut columns: Vec<Column> = v["additionalPrinterColumns"]
             .as_array()
             .into_iter()

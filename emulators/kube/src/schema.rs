@@ -4,7 +4,8 @@
 //! prune unknown fields (reporting them for `fieldValidation`) → drop `null`s of non-nullable
 //! fields and apply `default`s → validate. Messages are those of `kube-openapi/pkg/validation`
 //! mapped to `field.Error` the way `apiextensions-apiserver/pkg/apiserver/validation` does.
-//! `x-kubernetes-validations` (CEL) rules are parsed but not evaluated.
+//! `x-kubernetes-validations` (CEL) rules are parsed here and compiled and evaluated by
+//! `xvalidation.rs`.
 
 use crate::status::FieldError;
 use crate::util::{go_float, go_quote, json_type_name, parse_rfc3339};
@@ -44,6 +45,13 @@ pub struct Schema {
     pub any_of: Vec<Schema>,
     pub one_of: Vec<Schema>,
     pub not: Option<Box<Schema>>,
+    /// `x-kubernetes-validations`, compiled by `xvalidation::compile` for a CRD's schema.
+    pub validations: Vec<crate::xvalidation::Rule>,
+    /// `x-kubernetes-list-type` (`atomic`, `set`, `map`) and `x-kubernetes-list-map-keys`.
+    pub list_type: Option<String>,
+    pub list_map_keys: Vec<String>,
+    /// Whether this node or one below it carries validation rules (set by the compiler).
+    pub has_rules: bool,
 }
 
 /// `ObjectMeta` fields; anything else under `metadata` is an unknown field.
@@ -128,6 +136,35 @@ impl Schema {
                 .get("x-kubernetes-embedded-resource")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            list_type: m
+                .get("x-kubernetes-list-type")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            list_map_keys: m
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            validations: m
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            crate::xvalidation::Rule::from_json(
+                                r,
+                                &format!("{path}.x-kubernetes-validations[{i}]"),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             ..Schema::default()
         };
         if let Some(p) = m.get("pattern").and_then(Value::as_str) {

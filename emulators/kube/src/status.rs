@@ -26,6 +26,7 @@ pub enum FieldErrorKind {
     TooLong,
     TooMany,
     Forbidden,
+    Duplicate,
 }
 
 impl FieldErrorKind {
@@ -38,6 +39,7 @@ impl FieldErrorKind {
             Self::TooLong => "FieldValueTooLong",
             Self::TooMany => "FieldValueTooMany",
             Self::Forbidden => "FieldValueForbidden",
+            Self::Duplicate => "FieldValueDuplicate",
         }
     }
 
@@ -49,6 +51,7 @@ impl FieldErrorKind {
             Self::TooLong => "Too long",
             Self::TooMany => "Too many",
             Self::Forbidden => "Forbidden",
+            Self::Duplicate => "Duplicate value",
         }
     }
 }
@@ -137,6 +140,16 @@ impl FieldError {
             field: field.into(),
             value: None,
             detail: detail.into(),
+        }
+    }
+
+    /// `field.Duplicate`: the value, no detail.
+    pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
+        Self {
+            kind: FieldErrorKind::Duplicate,
+            field: field.into(),
+            value: Some(go_bad_value(value)),
+            detail: String::new(),
         }
     }
 

@@ -796,3 +796,130 @@ async fn kubectl_describe_shows_the_objects_events() {
         .await;
     assert_eq!(out.trim(), "RoleNotEffective");
 }
+
+/// A CRD carrying validation rules, as JSON (which kubectl reads as YAML).
+fn rules_crd(spec_rules: serde_json::Value) -> String {
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "registrybindings.acrattach.io"},
+        "spec": {
+            "group": "acrattach.io", "scope": "Cluster",
+            "names": {"kind": "RegistryBinding", "plural": "registrybindings", "singular": "registrybinding"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-validations": spec_rules, "properties": {
+                        "registry": {"type": "object",
+                            "x-kubernetes-validations": [{"rule": "has(self.name) != has(self.resourceId)",
+                                "message": "exactly one of name or resourceId must be set"}],
+                            "properties": {"name": {"type": "string"}, "resourceId": {"type": "string"}}},
+                        "repositories": {"type": "array", "items": {"type": "string"},
+                            "x-kubernetes-validations": [{"rule": "self.all(r, r.endsWith('/*') || !r.contains('*'))"}]},
+                        "role": {"type": "string",
+                            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "role is immutable"}]}
+                    }}
+                }}}}]
+        }
+    });
+    serde_json::to_string_pretty(&crd).unwrap()
+}
+
+#[tokio::test]
+async fn kubectl_reports_validation_rule_failures() {
+    if !require_kubectl("kubectl_reports_validation_rule_failures") {
+        return;
+    }
+    let emu = KubeEmulator::start().await.unwrap();
+    let k = Kubectl::new(&emu);
+
+    // A rule that does not compile refuses the CRD.
+    let bad = k.write(
+        "bad-crd.json",
+        &rules_crd(json!([{"rule": "has(self.namespace)"}])),
+    );
+    let err = k.fails(&["apply", "-f", &bad]).await;
+    assert!(
+        err.contains(
+            "The CustomResourceDefinition \"registrybindings.acrattach.io\" is invalid: spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"has(self.namespace)\", Message:\"\", MessageExpression:\"\", Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:\"\", OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:4: undefined field 'namespace'"
+        ),
+        "{err}"
+    );
+
+    let crd = k.write("crd.json", &rules_crd(json!([])));
+    k.ok(&["apply", "-f", &crd]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/registrybindings.acrattach.io",
+        "--timeout=20s",
+    ])
+    .await;
+
+    let both = k.write(
+        "both.yaml",
+        "apiVersion: acrattach.io/v1alpha1\nkind: RegistryBinding\nmetadata:\n  name: both\nspec:\n  registry:\n    name: r\n    resourceId: /x\n",
+    );
+    let expected = "The RegistryBinding \"both\" is invalid: spec.registry: Invalid value: \"object\": exactly one of name or resourceId must be set";
+    let err = k.fails(&["apply", "-f", &both]).await;
+    assert!(err.contains(expected), "{err}");
+    let err = k.fails(&["apply", "--server-side", "-f", &both]).await;
+    assert!(err.contains(expected), "{err}");
+
+    let ok = k.write(
+        "ok.yaml",
+        "apiVersion: acrattach.io/v1alpha1\nkind: RegistryBinding\nmetadata:\n  name: ok\nspec:\n  registry:\n    name: r\n  role: AcrPull\n  repositories: [\"a/*\", b, c]\n",
+    );
+    k.ok(&["apply", "-f", &ok]).await;
+    let err = k
+        .fails(&[
+            "patch",
+            "registrybinding",
+            "ok",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"role":"Auto"}}"#,
+        ])
+        .await;
+    assert!(
+        err.contains(
+            "The RegistryBinding \"ok\" is invalid: spec.role: Invalid value: \"string\": role is immutable"
+        ),
+        "{err}"
+    );
+    let err = k
+        .fails(&[
+            "patch",
+            "registrybinding",
+            "ok",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"repositories":["x*y"]}}"#,
+        ])
+        .await;
+    assert!(
+        err.contains(
+            "spec.repositories: Invalid value: \"array\": failed rule: self.all(r, r.endsWith('/*') || !r.contains('*'))"
+        ),
+        "{err}"
+    );
+
+    // A rule added later that the stored object breaks: writes leaving the value unchanged
+    // succeed with the failure as a warning (validation ratcheting).
+    let stricter = k.write(
+        "crd-stricter.json",
+        &rules_crd(
+            json!([{"rule": "size(self.repositories) <= 1", "message": "at most one repository"}]),
+        ),
+    );
+    k.ok(&["apply", "-f", &stricter]).await;
+    let out = k.run(&["label", "registrybinding", "ok", "team=a"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: spec: Invalid value: \"object\": at most one repository"),
+        "{stderr}"
+    );
+}
