@@ -387,6 +387,54 @@ pub fn not_converged(
     (!problems.is_empty()).then(|| problems.join("\n"))
 }
 
+fn print_endpoints(sandbox: &Sandbox) {
+    println!("Kubernetes API emulator: {}", sandbox.kube.endpoint());
+    println!("ARM emulator:            {}", sandbox.arm.endpoint());
+    println!("kubeconfig:              {}", sandbox.kubeconfig.display());
+    println!(
+        "try:  KUBECONFIG={} kubectl get registryattachments",
+        sandbox.kubeconfig.display()
+    );
+    println!(
+        "preflight (read-only), in another terminal:\n\n{}\n",
+        sandbox.check_command()
+    );
+}
+
+/// The real operator (`controller::run`, as `run` starts it) against the sandbox, until `stopped`.
+async fn start_operator(
+    sandbox: &Sandbox,
+    client: &kube::Client,
+    resync: Duration,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::task::JoinHandle<controller::Stopped>, String> {
+    let metrics = Arc::new(Metrics::default());
+    let azure = sandbox
+        .azure_settings()?
+        .arm_client(metrics.clone())
+        .map_err(|e| e.to_string())?;
+    let owner = crate::cli::cluster_owner_id(client).await?;
+    let settings = Settings {
+        resync,
+        ..Settings::new(sandbox.kubelet_identity()?, owner)
+    };
+    Ok(tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(azure),
+        settings,
+        metrics,
+        Arc::new(crate::http::Readiness::default()),
+        controller::RunOptions {
+            instance: Some("sandbox".to_string()),
+            election: None,
+            shutdown_grace: Duration::from_secs(5),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    )))
+}
+
 pub async fn run(args: SandboxArgs) -> Result<(), String> {
     crate::telemetry::init(crate::telemetry::LogFormat::Text, Some(&args.log_filter));
     let tenant = load_tenant(args.tenant.as_deref())?;
@@ -405,18 +453,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
         apply_examples(&client).await?
     };
 
-    println!("Kubernetes API emulator: {}", sandbox.kube.endpoint());
-    println!("ARM emulator:            {}", sandbox.arm.endpoint());
-    println!("kubeconfig:              {}", sandbox.kubeconfig.display());
-    println!(
-        "try:  KUBECONFIG={} kubectl get registryattachments",
-        sandbox.kubeconfig.display()
-    );
-    println!(
-        "preflight (read-only), in another terminal:\n\n{}\n",
-        sandbox.check_command()
-    );
-
+    print_endpoints(&sandbox);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = if args.no_operator {
         println!(
@@ -425,32 +462,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), String> {
         );
         None
     } else {
-        let metrics = Arc::new(Metrics::default());
-        let azure = sandbox
-            .azure_settings()?
-            .arm_client(metrics.clone())
-            .map_err(|e| e.to_string())?;
-        let owner = crate::cli::cluster_owner_id(&client).await?;
-        let settings = Settings {
-            resync: args.resync,
-            ..Settings::new(sandbox.kubelet_identity()?, owner)
-        };
-        let operator_client = client.clone();
-        Some(tokio::spawn(controller::run(
-            operator_client,
-            Arc::new(azure),
-            settings,
-            metrics,
-            Arc::new(crate::http::Readiness::default()),
-            controller::RunOptions {
-                instance: Some("sandbox".to_string()),
-                election: None,
-                shutdown_grace: Duration::from_secs(5),
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        )))
+        Some(start_operator(&sandbox, &client, args.resync, stopped).await?)
     };
 
     let api: Api<RegistryAttachment> = Api::all(client.clone());

@@ -375,16 +375,8 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Stopped {
-    let (election, leading) = match options.election {
-        Some(lease) => match leader::LeaderElection::start(client.clone(), lease) {
-            Ok((election, leading)) => (Some(election), leading),
-            Err(problem) => {
-                tracing::error!(error = %problem, "cannot start leader election");
-                return Stopped::ElectionRefused;
-            }
-        },
-        // A lone replica leads from the start; the sender may go, the value stays.
-        None => (None, tokio::sync::watch::channel(true).1),
+    let Some((election, leading)) = start_election(&client, options.election) else {
+        return Stopped::ElectionRefused;
     };
     let api = Api::<RegistryAttachment>::all(client.clone());
     let (reader, writer) = reflector::store();
@@ -402,17 +394,7 @@ pub async fn run(
     // Readiness is taken from the stream itself, right after the reflector has applied the end
     // of the initial list. (`Store::wait_until_ready` is not used: kube-runtime's controller
     // waits on the same one-shot, and a second waiter may never be woken.)
-    let synced = readiness.clone();
-    let triggers = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event {
-                synced.set_synced();
-            }
-        })
-        .applied_objects()
-        .predicate_filter(trigger_fingerprint, PredicateConfig::default());
+    let triggers = attachment_triggers(api, writer, readiness.clone());
     let summary = tokio::spawn(report_attachments(reader.clone(), metrics.clone()));
     let leadership = tokio::spawn(follow_leadership(
         leading.clone(),
@@ -459,9 +441,59 @@ pub async fn run(
     // Nothing of ours may run once we stop leading or shut down: dropping the controller cancels
     // whatever reconcile is still in flight.
     drop(controller);
-    summary.abort();
-    leadership.abort();
-    watch_leadership.abort();
+    for task in [summary, leadership, watch_leadership] {
+        task.abort();
+    }
+    release_election(election, stopped).await;
+    info!("acr-attach controller stopped");
+    stopped
+}
+
+/// The watch of every attachment, through the reflector, filtered to changes worth a reconcile.
+/// Readiness is taken from the stream itself, right after the reflector has applied the end of
+/// the initial list.
+fn attachment_triggers(
+    api: Api<RegistryAttachment>,
+    writer: reflector::store::Writer<RegistryAttachment>,
+    readiness: Arc<crate::http::Readiness>,
+) -> impl futures::Stream<Item = Result<RegistryAttachment, watcher::Error>> + Send + 'static {
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                readiness.set_synced();
+            }
+        })
+        .applied_objects()
+        .predicate_filter(trigger_fingerprint, PredicateConfig::default())
+}
+
+/// Starts the election on the Lease (or, without one, leads from the start); `None` when the
+/// election cannot start.
+fn start_election(
+    client: &Client,
+    lease: Option<leader::LeaseSettings>,
+) -> Option<(
+    Option<leader::LeaderElection>,
+    tokio::sync::watch::Receiver<bool>,
+)> {
+    match lease {
+        Some(lease) => match leader::LeaderElection::start(client.clone(), lease) {
+            Ok((election, leading)) => Some((Some(election), leading)),
+            Err(problem) => {
+                tracing::error!(error = %problem, "cannot start leader election");
+                None
+            }
+        },
+        // A lone replica leads from the start; the sender may go, the value stays.
+        None => Some((None, tokio::sync::watch::channel(true).1)),
+    }
+}
+
+/// A replica that lost leadership drops the Lease at once; one shutting down releases it so a
+/// standby takes over without waiting for it to expire.
+async fn release_election(election: Option<leader::LeaderElection>, stopped: Stopped) {
     if stopped == Stopped::LostLeadership {
         tracing::error!("lost leadership: stopping at once so nothing here races the new leader");
         drop(election);
@@ -469,8 +501,6 @@ pub async fn run(
         election.release().await;
         info!("released the leader lease");
     }
-    info!("acr-attach controller stopped");
-    stopped
 }
 
 /// A stream that yields each time this replica becomes leader (including at start, if it leads).
