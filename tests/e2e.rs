@@ -504,6 +504,27 @@ async fn an_invalid_object_is_refused_at_admission() {
         other => panic!("unexpected error {other:?}"),
     }
     assert!(api.get_opt("bad").await.unwrap().is_none());
+
+    // The CRD's CEL rule: a principal entry names exactly one identity.
+    let mut two_in_one = attachment("two-in-one", &registry("legacyacr"));
+    two_in_one.spec.principals = vec![acr_attach::crd::PrincipalSpec {
+        object_id: Some(KUBELET.to_string()),
+        kubelet: Some(true),
+        ..Default::default()
+    }];
+    match api.create(&PostParams::default(), &two_in_one).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.message.contains(
+                    "spec.principals[0]: Invalid value: \"object\": set exactly one of objectId, identityResourceId or kubelet: true"
+                ),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
 }
 
 #[tokio::test]
