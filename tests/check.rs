@@ -512,7 +512,11 @@ async fn an_acr_pull_grant_an_abac_registry_ignores_is_a_warning() {
     assert_eq!(code, 0, "a warning is not a failure: {report:#}");
     let r = row(&report, "abacacr");
     assert_eq!(r["assignment"]["state"], "adopted");
-    assert_eq!(codes(&r["warnings"]), ["IgnoredAcrPull"]);
+    // Repository Reader excludes catalog listing, and nothing grants it here: also a warning.
+    assert_eq!(
+        codes(&r["warnings"]),
+        ["IgnoredAcrPull", "CatalogListingMissing"]
+    );
     assert!(
         r["warnings"][0]["message"]
             .as_str()

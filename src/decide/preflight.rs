@@ -24,7 +24,7 @@ use crate::model::azure::{ArmError, Permission, Registry, RoleAssignment};
 use crate::model::grant::Grant;
 use crate::model::{ClusterId, OwnerId, PermissionsMode, PrincipalId, PullRole};
 
-use crate::decide::reasons::{CANNOT_REPAIR, IGNORED_ACR_PULL};
+use crate::decide::reasons::{CANNOT_REPAIR, CATALOG_LISTING_MISSING, IGNORED_ACR_PULL};
 
 /// What to check: a registry, for an attachment (or for `--registry`).
 #[derive(Clone, Debug)]
@@ -225,6 +225,11 @@ fn evaluate_steps(
     if facts.registry.mode == Some(PermissionsMode::AbacRepository) {
         let strays = ignored_acr_pull(assignments, &intent.principal);
         report.warnings.extend(strays);
+        if !desired.catalog_listing {
+            report
+                .warnings
+                .extend(catalog_listing_missing(assignments, &intent.principal));
+        }
     }
     let permissions =
         (facts.permissions.as_ref()).map_err(|e| unreadable("acr-attach's own permissions", e))?;
@@ -399,6 +404,27 @@ fn ignored_acr_pull(assignments: &[RoleAssignment], principal: &PrincipalId) -> 
             )
         })
         .collect()
+}
+
+/// Repository roles leave catalog listing out on ABAC registries; some node bootstrap paths need
+/// it. A warning when the principal holds no Catalog Lister there.
+fn catalog_listing_missing(
+    assignments: &[RoleAssignment],
+    principal: &PrincipalId,
+) -> Option<Finding> {
+    let listed = assignments.iter().any(|a| {
+        a.role() == Some(PullRole::CatalogLister)
+            && a.principal_id.eq_ignore_ascii_case(principal.as_str())
+    });
+    (!listed).then(|| {
+        Finding::new(
+            CATALOG_LISTING_MISSING,
+            format!(
+                "{principal} cannot list this ABAC registry's catalog: Container Registry Repository Reader excludes catalog listing"
+            ),
+            "if anything on the nodes lists repositories, set spec.catalogListing: true",
+        )
+    })
 }
 
 /// Write is needed now for a missing assignment (a problem otherwise) and later to repair one
@@ -782,8 +808,15 @@ mod tests {
         let report = check(ABAC, &[ours()], OWNER);
         assert!(report.ok);
         assert_eq!(report.assignment.state, AssignmentState::Missing);
-        assert_eq!(codes(&report.warnings), [IGNORED_ACR_PULL]);
+        assert_eq!(
+            codes(&report.warnings),
+            [IGNORED_ACR_PULL, CATALOG_LISTING_MISSING]
+        );
         assert!(report.warnings[0].fix.contains(&ours().id));
+        let mut listing = desired(RequestedPrincipal::KubeletIdentity);
+        listing.catalog_listing = true;
+        let asked = run(&listing, &facts(ABAC, &[], &[permission(OWNER)]));
+        assert!(!codes(&asked.warnings).contains(&CATALOG_LISTING_MISSING));
     }
 
     #[test]

@@ -51,5 +51,7 @@ pub const NOT_STALLED: &str = "NotStalled";
 // Warnings of `acr-attach check` (never conditions).
 /// An AcrPull assignment an ABAC registry ignores.
 pub const IGNORED_ACR_PULL: &str = "IgnoredAcrPull";
+/// An ABAC registry where the principal cannot list the catalog (no Catalog Lister).
+pub const CATALOG_LISTING_MISSING: &str = "CatalogListingMissing";
 /// The assignment exists, but the operator could not write it again after a deletion.
 pub const CANNOT_REPAIR: &str = "CannotRepair";
