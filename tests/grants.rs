@@ -247,3 +247,50 @@ async fn catalog_listing_adds_and_removes_the_catalog_lister_on_abac_registries(
     h.settle("nodes").await;
     assert!(h.assignments_for(KUBELET).is_empty());
 }
+
+#[tokio::test]
+async fn a_multi_grant_attachment_costs_shared_reads_only_in_steady_state() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    let pool = h
+        .arm
+        .add_user_assigned_identity(UserAssignedIdentityConfig::new(format!(
+            "{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/pool-c",
+            rg()
+        )));
+    let mut everything = spec(&registry("abacacr"));
+    everything.repositories = vec!["team-a/*".into()];
+    everything.catalog_listing = true;
+    everything.principals = vec![
+        the_kubelet(),
+        object(KUBELET_2),
+        PrincipalSpec {
+            identity_resource_id: Some(pool.id.clone()),
+            ..Default::default()
+        },
+    ];
+    h.cluster.create("everything", everything);
+    h.cluster.create("whole", spec(&registry("abacacr")));
+    h.settle("everything").await;
+    h.settle("whole").await;
+    assert_eq!(h.status("everything").ready_grants.as_deref(), Some("6/6"));
+    h.arm.reset_counts();
+    h.pass_resync_window();
+    h.settle("everything").await;
+    h.settle("whole").await;
+    let counts = h.arm.counts();
+    println!("one resync window, 2 attachments (7 grants) on one ABAC registry: {counts:?}");
+    assert_eq!(counts.get(Operation::GetRegistry), 1, "shared per registry");
+    assert_eq!(
+        counts.get(Operation::ListRoleAssignments),
+        1,
+        "shared per registry"
+    );
+    assert_eq!(
+        counts.get(Operation::GetUserAssignedIdentity),
+        1,
+        "once per window"
+    );
+    assert_eq!(counts.get(Operation::PutRoleAssignment), 0);
+    assert_eq!(counts.get(Operation::DeleteRoleAssignment), 0);
+    assert_eq!(counts.get(Operation::GetRoleAssignment), 0);
+}
