@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::model::{PermissionsMode, PrincipalId, PullRole, RegistryId, RoleAssignmentName};
+use crate::model::{PermissionsMode, PullRole, RoleAssignmentName};
 
 /// A registry as ARM describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,18 +33,6 @@ pub struct RoleAssignment {
 impl RoleAssignment {
     pub fn role(&self) -> Option<PullRole> {
         PullRole::from_definition_id(&self.role_definition_id)
-    }
-
-    /// True when this assignment grants exactly `role` to `principal` on `registry`, unconditioned:
-    /// what ARM would call the same assignment (409 RoleAssignmentExists).
-    pub fn grants(&self, registry: &RegistryId, principal: &PrincipalId, role: PullRole) -> bool {
-        self.scope.eq_ignore_ascii_case(registry.as_str())
-            && self.principal_id.eq_ignore_ascii_case(principal.as_str())
-            && self.role() == Some(role)
-            && self
-                .condition
-                .as_deref()
-                .is_none_or(|c| c.trim().is_empty())
     }
 }
 
