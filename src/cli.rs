@@ -165,6 +165,11 @@ pub struct RunArgs {
     #[arg(long, env = "ACR_ATTACH_LOG_FILTER")]
     pub log_filter: Option<String>,
 
+    /// Where a registry named by `spec.registry.name` without `subscriptionId` is looked up
+    /// (a subscription GUID). Default: the subscription of --cluster-resource-id.
+    #[arg(long, env = "ACR_ATTACH_DEFAULT_SUBSCRIPTION")]
+    pub default_subscription: Option<String>,
+
     /// Only registries in these subscriptions (comma-separated GUIDs); empty: any.
     #[arg(long, env = "ACR_ATTACH_ALLOWED_SUBSCRIPTIONS", value_delimiter = ',')]
     pub allowed_subscriptions: Vec<String>,
@@ -237,7 +242,17 @@ impl RunArgs {
             ),
             (None, None) => KubeletIdentity::Unconfigured,
         };
+        let default_subscription = match self.default_subscription.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) if crate::model::is_guid(text) => Some(text.to_ascii_lowercase()),
+            Some(text) => {
+                return Err(format!(
+                    "--default-subscription: {text:?} is not a subscription id (a GUID, `az account show --query id -o tsv`)"
+                ));
+            }
+        };
         Ok(Settings {
+            default_subscription,
             resync: self.resync,
             principal_grace: self.principal_grace,
             stalled_retry: self.stalled_retry,
@@ -575,6 +590,47 @@ mod tests {
         let bad = run_args(&["--kubelet-object-id", "kubelet"]).unwrap();
         let error = bad.controller_settings(OwnerId::new("o")).unwrap_err();
         assert!(error.starts_with("--kubelet-object-id"), "{error}");
+    }
+
+    #[test]
+    fn names_are_looked_up_in_the_default_subscription_else_the_clusters() {
+        let cluster = "/subscriptions/00000000-0000-0000-0000-0000000000AA/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks";
+        let owner = || OwnerId::new("o");
+        let from_cluster = run_args(&["--cluster-resource-id", cluster]).unwrap();
+        assert_eq!(
+            from_cluster
+                .controller_settings(owner())
+                .unwrap()
+                .lookup_subscription()
+                .as_deref(),
+            Some("00000000-0000-0000-0000-0000000000aa")
+        );
+        let explicit = run_args(&[
+            "--cluster-resource-id",
+            cluster,
+            "--default-subscription",
+            "00000000-0000-0000-0000-0000000000BB",
+        ])
+        .unwrap();
+        assert_eq!(
+            explicit
+                .controller_settings(owner())
+                .unwrap()
+                .lookup_subscription()
+                .as_deref(),
+            Some("00000000-0000-0000-0000-0000000000bb")
+        );
+        let neither = run_args(&[]).unwrap();
+        assert_eq!(
+            neither
+                .controller_settings(owner())
+                .unwrap()
+                .lookup_subscription(),
+            None
+        );
+        let bad = run_args(&["--default-subscription", "prod"]).unwrap();
+        let error = bad.controller_settings(owner()).unwrap_err();
+        assert!(error.starts_with("--default-subscription"), "{error}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const SKIP_CLEANUP_ANNOTATION: &str = "acrattach.io/skip-cleanup";
 /// ARM resource id of a registry; segment names are case-insensitive as in ARM. Character classes
 /// are spelled out (no `\w`): Go's regexp, which the API server uses, and Rust's differ on it.
 pub const REGISTRY_ID_PATTERN: &str = r"^/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/(?i:providers/Microsoft\.ContainerRegistry/registries)/[a-zA-Z0-9]{5,50}$";
+pub const REGISTRY_NAME_PATTERN: &str = r"^[a-zA-Z0-9]{5,50}$";
+pub const RESOURCE_GROUP_PATTERN: &str = r"^[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]$";
 pub const GUID_PATTERN: &str =
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
@@ -72,12 +74,57 @@ pub struct RegistryAttachmentSpec {
     pub deletion_policy: DeletionPolicy,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Which registry: its resource id, or its name (as `az aks update --attach-acr <name>` takes it),
+/// which acr-attach looks up in the registry list of one subscription (or resource group).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.resourceId) != has(self.name)",
+        "message": "set exactly one of resourceId or name"
+    },
+    {
+        "rule": "has(self.name) || !(has(self.resourceGroup) || has(self.subscriptionId))",
+        "message": "resourceGroup and subscriptionId go with name; a resourceId already names both"
+    }
+]))]
 pub struct RegistryReference {
     /// ARM resource id: /subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.ContainerRegistry/registries/<name>
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = REGISTRY_ID_PATTERN), length(max = 300))]
-    pub resource_id: String,
+    pub resource_id: Option<String>,
+    /// Registry name (5-50 letters and digits), looked up in the registry list of
+    /// `subscriptionId` (default: the operator's `--default-subscription`, else the cluster's
+    /// subscription), narrowed to `resourceGroup` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = REGISTRY_NAME_PATTERN))]
+    pub name: Option<String>,
+    /// With `name`: the registry's resource group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = RESOURCE_GROUP_PATTERN))]
+    pub resource_group: Option<String>,
+    /// With `name`: the registry's subscription id (a GUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = GUID_PATTERN))]
+    pub subscription_id: Option<String>,
+}
+
+impl RegistryReference {
+    /// A reference by resource id.
+    pub fn by_id(resource_id: impl Into<String>) -> Self {
+        Self {
+            resource_id: Some(resource_id.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A reference by name, looked up in the default subscription.
+    pub fn by_name(name: impl Into<String>) -> Self {
+        Self {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

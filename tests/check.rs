@@ -110,9 +110,7 @@ impl Env {
         let object = RegistryAttachment::new(
             name,
             RegistryAttachmentSpec {
-                registry: RegistryReference {
-                    resource_id: registry_id.to_string(),
-                },
+                registry: RegistryReference::by_id(registry_id.to_string()),
                 role: Default::default(),
                 principal: principal.map(|p| PrincipalReference {
                     object_id: p.to_string(),

@@ -31,9 +31,7 @@ fn attachment(name: &str, registry_id: &str) -> RegistryAttachment {
     RegistryAttachment::new(
         name,
         RegistryAttachmentSpec {
-            registry: RegistryReference {
-                resource_id: registry_id.to_string(),
-            },
+            registry: RegistryReference::by_id(registry_id.to_string()),
             role: Default::default(),
             principal: None,
             principals: Vec::new(),

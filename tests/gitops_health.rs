@@ -98,9 +98,7 @@ fn applied(role: RoleChoice) -> RegistryAttachment {
     let mut attachment = RegistryAttachment::new(
         NAME,
         RegistryAttachmentSpec {
-            registry: RegistryReference {
-                resource_id: registry().to_string(),
-            },
+            registry: RegistryReference::by_id(registry().to_string()),
             role,
             principal: None,
             principals: Vec::new(),

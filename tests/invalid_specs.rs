@@ -7,7 +7,7 @@ mod common;
 use acr_attach::controller::KubeletIdentity;
 use acr_attach::crd::{
     DeletionPolicy, GUID_PATTERN, PrincipalReference, REGISTRY_ID_PATTERN, RegistryAttachmentSpec,
-    RoleChoice,
+    RegistryReference, RoleChoice,
 };
 use acr_attach::decide::reasons;
 use acr_attach::model::PrincipalId;
@@ -38,6 +38,87 @@ fn table() -> Vec<(&'static str, RegistryAttachmentSpec, &'static str, bool)> {
         ("group-too-long", id(format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{}/providers/Microsoft.ContainerRegistry/registries/sharedimages", "g".repeat(91))), "spec.registry.resourceId", true),
         ("whitespace", id(format!(" {}", registry("legacyacr"))), "spec.registry.resourceId", true),
     ];
+    let reference = |reference: RegistryReference| RegistryAttachmentSpec {
+        registry: reference,
+        ..spec(&registry("legacyacr"))
+    };
+    rows.extend([
+        (
+            "id-and-name",
+            reference(RegistryReference {
+                name: Some("legacyacr".into()),
+                ..RegistryReference::by_id(registry("legacyacr"))
+            }),
+            "spec.registry",
+            true,
+        ),
+        (
+            "neither-id-nor-name",
+            reference(RegistryReference::default()),
+            "spec.registry",
+            true,
+        ),
+        (
+            "id-with-resource-group",
+            reference(RegistryReference {
+                resource_group: Some("images".into()),
+                ..RegistryReference::by_id(registry("legacyacr"))
+            }),
+            "spec.registry",
+            true,
+        ),
+        (
+            "id-with-subscription",
+            reference(RegistryReference {
+                subscription_id: Some(SUBSCRIPTION.into()),
+                ..RegistryReference::by_id(registry("legacyacr"))
+            }),
+            "spec.registry",
+            true,
+        ),
+        (
+            "name-with-dash",
+            reference(RegistryReference::by_name("legacy-acr")),
+            "spec.registry.name",
+            true,
+        ),
+        (
+            "name-too-short",
+            reference(RegistryReference::by_name("acr")),
+            "spec.registry.name",
+            true,
+        ),
+        (
+            "name-with-path",
+            reference(RegistryReference::by_name(registry("legacyacr"))),
+            "spec.registry.name",
+            true,
+        ),
+        (
+            "name-subscription-not-guid",
+            reference(RegistryReference {
+                subscription_id: Some("prod".into()),
+                ..RegistryReference::by_name("legacyacr")
+            }),
+            "spec.registry.subscriptionId",
+            true,
+        ),
+        (
+            "name-group-ends-with-dot",
+            reference(RegistryReference {
+                resource_group: Some("images.".into()),
+                ..RegistryReference::by_name("legacyacr")
+            }),
+            "spec.registry.resourceGroup",
+            true,
+        ),
+        (
+            "name-with-whitespace",
+            reference(RegistryReference::by_name("legacyacr ")),
+            "spec.registry.name",
+            true,
+        ),
+    ]);
     let good = registry("legacyacr");
     let with_principal = |object_id: &str| RegistryAttachmentSpec {
         principal: Some(PrincipalReference {
@@ -159,11 +240,39 @@ fn the_crd_schema_refuses_the_same_ids_at_admission() {
         registry_pattern
             .is_match(&registry("legacyacr").replace("resourceGroups", "resourcegroups"))
     );
+    let registry_rules: Vec<cel::Program> = spec["registry"]["x-kubernetes-validations"]
+        .as_array()
+        .expect("spec.registry carries CEL rules")
+        .iter()
+        .map(|rule| cel::Program::compile(rule["rule"].as_str().unwrap()).unwrap())
+        .collect();
+    let cel_refuses = |reference: &RegistryReference| {
+        let mut context = cel::Context::default();
+        context
+            .add_variable("self", cel::to_value(reference).unwrap())
+            .unwrap();
+        registry_rules
+            .iter()
+            .any(|rule| rule.execute(&context).unwrap() != cel::Value::Bool(true))
+    };
+    let pattern_refuses = |property: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .is_some_and(|text| !pattern(&spec["registry"]["properties"][property]).is_match(text))
+    };
     for (name, spec_row, field, schema_refuses) in table() {
+        let resource_id = spec_row.registry.resource_id.clone().unwrap_or_default();
         let refused = match field {
             "spec.registry.resourceId" => {
-                !registry_pattern.is_match(&spec_row.registry.resource_id)
-                    || spec_row.registry.resource_id.len() > 300
+                !registry_pattern.is_match(&resource_id) || resource_id.len() > 300
+            }
+            "spec.registry" => cel_refuses(&spec_row.registry),
+            "spec.registry.name" => pattern_refuses("name", &spec_row.registry.name),
+            "spec.registry.resourceGroup" => {
+                pattern_refuses("resourceGroup", &spec_row.registry.resource_group)
+            }
+            "spec.registry.subscriptionId" => {
+                pattern_refuses("subscriptionId", &spec_row.registry.subscription_id)
             }
             "spec.principal.objectId" => {
                 !guid_pattern.is_match(&spec_row.principal.unwrap().object_id)

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use acr_attach::controller::KubeletIdentity;
-use acr_attach::crd::{DeletionPolicy, Ownership, RoleChoice, SKIP_CLEANUP_ANNOTATION};
+use acr_attach::crd::{
+    DeletionPolicy, Ownership, RegistryReference, RoleChoice, SKIP_CLEANUP_ANNOTATION,
+};
 use acr_attach::decide::reasons;
 use acr_attach::model::PrincipalId;
 use arm_emulator::Operation;
@@ -680,7 +682,7 @@ async fn editing_the_spec_moves_the_grant_and_observed_generation_follows() {
     h.cluster.create("shared", spec(&registry("legacyacr")));
     h.settle("shared").await;
     h.cluster.update_spec("shared", |spec| {
-        spec.registry.resource_id = registry("otheracr")
+        spec.registry = RegistryReference::by_id(registry("otheracr"))
     });
     h.settle("shared").await;
 
@@ -875,7 +877,7 @@ async fn a_spec_edit_after_a_lost_response_retires_the_first_assignment() {
     h.cluster.fail_status_write(2);
     assert!(h.reconcile("shared").await.is_err());
     h.cluster.update_spec("shared", |spec| {
-        spec.registry.resource_id = registry("otheracr")
+        spec.registry = RegistryReference::by_id(registry("otheracr"))
     });
     h.settle("shared").await;
 

@@ -448,15 +448,25 @@ impl AzureApi for ArmClient {
                 REGISTRY_API_VERSION,
             )
             .await?;
-        Ok(Registry {
-            id: body.id,
-            login_server: body.properties.login_server,
-            mode: body
-                .properties
-                .role_assignment_mode
-                .as_deref()
-                .and_then(PermissionsMode::from_arm),
-        })
+        Ok(Registry::from(body))
+    }
+
+    async fn list_registries(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<Registry>, ArmError> {
+        let operation = Operation::ListRegistries;
+        let scope = match resource_group {
+            Some(group) => format!("/subscriptions/{subscription}/resourceGroups/{group}"),
+            None => format!("/subscriptions/{subscription}"),
+        };
+        let path = format!("{scope}/providers/Microsoft.ContainerRegistry/registries");
+        let url = self
+            .url(&path, REGISTRY_API_VERSION)
+            .map_err(|e| decode_error(operation, &scope, e))?;
+        let listed: Vec<ArmRegistry> = self.list_pages(operation, &scope, url).await?;
+        Ok(listed.into_iter().map(Registry::from).collect())
     }
 
     async fn get_kubelet_identity(&self, cluster: &ClusterId) -> Result<Option<String>, ArmError> {
@@ -711,6 +721,20 @@ struct ArmRegistryProperties {
     role_assignment_mode: Option<String>,
 }
 
+impl From<ArmRegistry> for Registry {
+    fn from(body: ArmRegistry) -> Self {
+        Registry {
+            id: body.id,
+            login_server: body.properties.login_server,
+            mode: body
+                .properties
+                .role_assignment_mode
+                .as_deref()
+                .and_then(PermissionsMode::from_arm),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ArmManagedCluster {
@@ -898,5 +922,23 @@ mod tests {
         .unwrap();
         assert_eq!(list.value.len(), 1);
         assert!(list.next_link.is_none());
+    }
+
+    #[test]
+    fn the_published_registry_list_decodes_with_mode_and_login_server() {
+        let example: serde_json::Value = serde_json::from_str(include_str!(
+            "../../emulators/arm/contracts/acr_2025-11-01_RegistryList.json"
+        ))
+        .unwrap();
+        let page: ArmPage<ArmRegistry> =
+            serde_json::from_value(example["responses"]["200"]["body"].clone()).unwrap();
+        let registries: Vec<Registry> = page.value.into_iter().map(Registry::from).collect();
+        assert_eq!(registries.len(), 1);
+        assert!(registries[0].id.ends_with("/registries/myRegistry"));
+        assert_eq!(
+            registries[0].login_server.as_deref(),
+            Some("myRegistry.azurecr.io")
+        );
+        assert_eq!(registries[0].mode, Some(PermissionsMode::Legacy));
     }
 }

@@ -44,6 +44,13 @@ pub enum DeleteOutcome {
 #[async_trait]
 pub trait AzureApi: Send + Sync + 'static {
     async fn get_registry(&self, registry: &RegistryId) -> Result<Registry, ArmError>;
+    /// Every registry in the subscription, or in one resource group of it (Registries_List,
+    /// all pages). ARM has no name filter; the caller matches names.
+    async fn list_registries(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<Registry>, ArmError>;
     /// `properties.identityProfile.kubeletidentity.objectId`, or `None` when the cluster has none.
     async fn get_kubelet_identity(&self, cluster: &ClusterId) -> Result<Option<String>, ArmError>;
     /// Assignments made exactly at the registry scope (inherited ones are filtered out).

@@ -64,8 +64,11 @@ use crate::controller::KubeletIdentity;
 use crate::crd::RegistryAttachment;
 use crate::decide::allowlist::AllowList;
 use crate::decide::failure::Classify;
-use crate::decide::preflight::{self, Finding, RegistryFacts, RegistryReport, Target};
-use crate::decide::validate::{self, DesiredAttachment, RequestedPrincipal, RequestedRole};
+use crate::decide::preflight::{self, Finding, Located, RegistryFacts, RegistryReport, Target};
+use crate::decide::registry_lookup::{self, ListScope};
+use crate::decide::validate::{
+    self, DesiredAttachment, RegistryTarget, RequestedPrincipal, RequestedRole,
+};
 use crate::metrics::Metrics;
 use crate::model::{OwnerId, PrincipalId, RegistryId};
 
@@ -144,7 +147,7 @@ pub async fn check(args: &CheckArgs) -> Result<Report, String> {
         None => None,
     };
     let (owner, targets) = read_cluster(run, only).await?;
-    let (mut reports, queued) = screen(targets, &settings.allow_list);
+    let (mut reports, screened) = screen(targets, &settings.allow_list);
     let mut kubelet_identity = KubeletReport {
         source: match &settings.kubelet_identity {
             KubeletIdentity::ObjectId(_) => KubeletSource::Flag,
@@ -154,12 +157,13 @@ pub async fn check(args: &CheckArgs) -> Result<Report, String> {
         object_id: None,
     };
     let mut operator_object_id = None;
-    if !queued.is_empty() {
+    if !screened.is_empty() {
         let azure = run
             .azure_settings()
             .arm_client(Arc::new(Metrics::default()))
             .map_err(|e| e.to_string())?;
         operator_object_id = caller_object_id(&azure).await?;
+        let queued = locate_all(&azure, screened, &mut reports, &settings).await;
         let kubelet = kubelet(&azure, &settings.kubelet_identity, &queued).await;
         kubelet_identity.object_id = kubelet.as_ref().ok().map(ToString::to_string);
         let context = preflight::Context {
@@ -183,7 +187,10 @@ pub async fn check(args: &CheckArgs) -> Result<Report, String> {
 fn screen(
     targets: Vec<Target>,
     allow_list: &AllowList,
-) -> (Vec<RegistryReport>, Vec<(usize, DesiredAttachment)>) {
+) -> (
+    Vec<RegistryReport>,
+    Vec<(usize, DesiredAttachment<RegistryTarget>)>,
+) {
     let mut reports = Vec::new();
     let mut queued = Vec::new();
     for target in targets {
@@ -192,6 +199,58 @@ fn screen(
         reports.push(report);
     }
     (reports, queued)
+}
+
+/// Looks up the registries named by name (one list per scope, as the operator reads them) and
+/// applies the allow-list to what they resolve to; a failed lookup is its report's problem.
+async fn locate_all(
+    azure: &ArmClient,
+    screened: Vec<(usize, DesiredAttachment<RegistryTarget>)>,
+    reports: &mut [RegistryReport],
+    settings: &crate::controller::Settings,
+) -> Vec<(usize, DesiredAttachment)> {
+    let default_subscription = settings.lookup_subscription();
+    let mut lists: HashMap<String, Result<Vec<crate::azure::Registry>, ArmError>> = HashMap::new();
+    let mut queued = Vec::new();
+    for (index, requested) in screened {
+        let found = match &requested.registry {
+            RegistryTarget::Id(id) => Ok(id.clone()),
+            RegistryTarget::Name(lookup) => {
+                match registry_lookup::list_scope(lookup, default_subscription.as_deref()) {
+                    Err(failure) => Err(Located::Failed(failure)),
+                    Ok(scope) => match settings.allow_list.permits_scope(&scope) {
+                        Err(refused) => Err(Located::NotAllowed(refused)),
+                        Ok(()) => {
+                            let listed = list_once(azure, &scope, &mut lists).await;
+                            listed
+                                .map_err(|error| error.classify())
+                                .and_then(|listed| registry_lookup::resolve(lookup, &scope, listed))
+                                .map_err(Located::Failed)
+                        }
+                    },
+                }
+            }
+        };
+        let report = &mut reports[index];
+        if let Some(desired) = preflight::located(report, requested, found, &settings.allow_list) {
+            queued.push((index, desired));
+        }
+    }
+    queued
+}
+
+async fn list_once<'a>(
+    azure: &ArmClient,
+    scope: &ListScope,
+    lists: &'a mut HashMap<String, Result<Vec<crate::azure::Registry>, ArmError>>,
+) -> Result<&'a [crate::azure::Registry], &'a ArmError> {
+    if let std::collections::hash_map::Entry::Vacant(slot) = lists.entry(scope.key()) {
+        let listed = azure
+            .list_registries(&scope.subscription, scope.resource_group.as_deref())
+            .await;
+        slot.insert(listed);
+    }
+    lists[&scope.key()].as_ref().map(Vec::as_slice)
 }
 
 /// acr-attach's own object id, from its token; no token means nothing can be checked.
@@ -233,7 +292,7 @@ fn registry_target(registry: RegistryId) -> Target {
         attachment: None,
         registry_text: registry.to_string(),
         desired: Ok(DesiredAttachment {
-            registry,
+            registry: RegistryTarget::Id(registry),
             role: RequestedRole::Auto,
             principals: vec![RequestedPrincipal::KubeletIdentity],
             repositories: Vec::new(),
@@ -259,7 +318,9 @@ async fn list_targets(client: &kube::Client) -> Result<Vec<Target>, String> {
         .into_iter()
         .map(|object| Target {
             attachment: object.metadata.name.clone(),
-            registry_text: object.spec.registry.resource_id.clone(),
+            registry_text: (object.spec.registry.resource_id.clone())
+                .or_else(|| object.spec.registry.name.clone())
+                .unwrap_or_default(),
             desired: validate::validate(&object.spec).map_err(|errors| validate::describe(&errors)),
         })
         .collect();

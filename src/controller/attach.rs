@@ -13,13 +13,16 @@ use crate::controller::execute::{Executed, execute};
 use crate::controller::reconcile::{Done, Finished, Next, Progress, finish_failure, write_status};
 use crate::controller::shared_reads::RegistrySnapshot;
 use crate::crd::{AssignmentStatus, RegistryAttachment, ResolvedPrincipal, ResolvedRegistry};
-use crate::decide::allowlist::login_server_allowed;
+use crate::decide::allowlist::{RegistryNotAllowed, login_server_allowed};
 use crate::decide::conditions::{Outcome, escalate_principal_not_found};
 use crate::decide::failure::{ErrorClass, Failure};
 use crate::decide::plan::{Plan, PlanInput, Resolved, plan, record_registries, wanted_grants};
 use crate::decide::reasons;
+use crate::decide::registry_lookup::{list_scope, resolve};
 use crate::decide::report::{self, GrantReport, Unresolved};
-use crate::decide::validate::{DesiredAttachment, RequestedPrincipal, describe, validate};
+use crate::decide::validate::{
+    DesiredAttachment, RegistryTarget, RequestedPrincipal, describe, validate,
+};
 use crate::model::grant::Grant;
 use crate::model::{PrincipalId, PrincipalType, PullRole};
 
@@ -32,8 +35,8 @@ struct Facts {
 
 pub(super) async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Finished {
     let mut progress = Progress::new(attachment);
-    let desired = match validate(&attachment.spec) {
-        Ok(desired) => desired,
+    let requested = match validate(&attachment.spec) {
+        Ok(requested) => requested,
         Err(errors) => {
             let failure = Failure::new(
                 ErrorClass::Permanent,
@@ -43,15 +46,15 @@ pub(super) async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Fi
             return finish_failure(attachment, ctx, progress, failure, false).await;
         }
     };
+    let desired = match locate_registry(requested, ctx).await {
+        Ok(desired) => desired,
+        Err(failure) => {
+            // A list that could not be read is a re-read: a confirmed grant stays Ready.
+            let after_read = failure.class == ErrorClass::RetrySoon;
+            return finish_failure(attachment, ctx, progress, failure, after_read).await;
+        }
+    };
     progress.target_registry(&desired.registry);
-    if let Err(refused) = ctx.settings.allow_list.permits(&desired.registry) {
-        let failure = Failure::new(
-            ErrorClass::NeedsHuman,
-            reasons::REGISTRY_NOT_ALLOWED,
-            refused.message,
-        );
-        return finish_failure(attachment, ctx, progress, failure, false).await;
-    }
     if !attachment.has_finalizer() {
         ctx.cluster.add_finalizer(attachment).await?;
     }
@@ -72,6 +75,40 @@ pub(super) async fn attach(attachment: &RegistryAttachment, ctx: &Context) -> Fi
     };
     show_role(&mut progress, &desired, &wanted);
     apply_grants(attachment, ctx, progress, &desired, &facts, &wanted).await
+}
+
+/// The registry the spec names, admitted by the allow-list: the resource id as written, or the one
+/// registry of that name in its subscription's (or resource group's) list, read once per window.
+/// The list's scope is checked before it is read and the registry found after, so neither a
+/// refused id nor a refused name costs an Azure call that could lead to a write.
+async fn locate_registry(
+    requested: DesiredAttachment<RegistryTarget>,
+    ctx: &Context,
+) -> Result<DesiredAttachment, Failure> {
+    let not_allowed = |refused: RegistryNotAllowed| {
+        Failure::new(
+            ErrorClass::NeedsHuman,
+            reasons::REGISTRY_NOT_ALLOWED,
+            refused.message,
+        )
+    };
+    let registry = match &requested.registry {
+        RegistryTarget::Id(id) => id.clone(),
+        RegistryTarget::Name(lookup) => {
+            let scope = list_scope(lookup, ctx.settings.lookup_subscription().as_deref())?;
+            ctx.settings
+                .allow_list
+                .permits_scope(&scope)
+                .map_err(not_allowed)?;
+            let listed = ctx.reads.registry_list(&scope, ctx.azure.as_ref()).await?;
+            resolve(lookup, &scope, &listed)?
+        }
+    };
+    ctx.settings
+        .allow_list
+        .permits(&registry)
+        .map_err(not_allowed)?;
+    Ok(requested.with_registry(registry))
 }
 
 /// Plan, record intent, execute, report.

@@ -67,6 +67,9 @@ pub struct Settings {
     /// How long to wait after leaving a co-owned assignment before reading it back (to repair a
     /// concurrent co-owner's write that crossed ours).
     pub co_owner_settle: Duration,
+    /// Where `spec.registry.name` without `subscriptionId` is looked up (--default-subscription);
+    /// `None`: the cluster's subscription, when the cluster is known.
+    pub default_subscription: Option<String>,
 }
 
 impl std::fmt::Display for KubeletIdentity {
@@ -100,7 +103,19 @@ impl Settings {
             registry_suffix: None,
             reconcile_deadline: DEFAULT_RECONCILE_DEADLINE,
             co_owner_settle: DEFAULT_CO_OWNER_SETTLE,
+            default_subscription: None,
         }
+    }
+
+    /// The subscription registry names are looked up in when the spec gives none:
+    /// --default-subscription, else the subscription of --cluster-resource-id.
+    pub fn lookup_subscription(&self) -> Option<String> {
+        self.default_subscription
+            .clone()
+            .or(match &self.kubelet_identity {
+                KubeletIdentity::FromCluster(cluster) => Some(cluster.subscription().to_string()),
+                _ => None,
+            })
     }
 }
 
@@ -280,6 +295,8 @@ impl Context {
             kubelet: self.known_kubelet(),
             modes: self.reads.known_modes(),
             identities: self.reads.known_identities(),
+            registry_lists: self.reads.known_lists(),
+            default_subscription: self.settings.lookup_subscription(),
             include_records,
         };
         let mut claimed = crate::decide::claims::claims_of_others(
@@ -587,9 +604,7 @@ mod tests {
         let mut attachment = RegistryAttachment::new(
             "a",
             RegistryAttachmentSpec {
-                registry: RegistryReference {
-                    resource_id: "x".to_string(),
-                },
+                registry: RegistryReference::by_id("x".to_string()),
                 role: Default::default(),
                 principal: None,
                 principals: Vec::new(),

@@ -1,5 +1,6 @@
 //! Azure reads shared across attachments: one registry GET and one role-assignment LIST per
-//! distinct registry per resync window, and one kubelet-identity read per window for the whole
+//! distinct registry per resync window, one registry list per subscription (or resource group)
+//! that attachments name registries in, and one kubelet-identity read per window for the whole
 //! operator. Our own writes update the cached list, so the cache stays true without re-reading.
 //! Concurrent reconciles of attachments on one registry wait for a single fetch, and a failed
 //! read is shared for a short while too, so a missing registry or a throttled subscription costs
@@ -17,6 +18,7 @@ use crate::azure::{ArmError, AzureApi, Registry, RoleAssignment};
 use crate::controller::clock::Clock;
 use crate::decide::failure::{Classify, Failure};
 use crate::decide::reasons;
+use crate::decide::registry_lookup::ListScope;
 use crate::model::{ClusterId, IdentityId, PermissionsMode, RegistryId};
 
 /// How long a failed read is reused before the next attempt reaches ARM (at least; ARM's
@@ -51,10 +53,12 @@ enum Slot<T> {
 pub struct SharedReads {
     window: Duration,
     clock: Arc<dyn Clock>,
-    registries: Mutex<HashMap<String, Arc<AsyncMutex<Slot<RegistryRead>>>>>,
+    registries: Slots<RegistryRead>,
     kubelet: AsyncMutex<Slot<Option<String>>>,
     /// principalId per user-assigned identity (lower-cased id).
-    identities: Mutex<HashMap<String, Arc<AsyncMutex<Slot<String>>>>>,
+    identities: Slots<String>,
+    /// Registry lists per lookup scope (`ListScope::key`), for registries named by name.
+    lists: Slots<Vec<Registry>>,
 }
 
 impl SharedReads {
@@ -65,6 +69,7 @@ impl SharedReads {
             registries: Mutex::new(HashMap::new()),
             kubelet: AsyncMutex::new(Slot::Empty),
             identities: Mutex::new(HashMap::new()),
+            lists: Mutex::new(HashMap::new()),
         }
     }
 
@@ -75,11 +80,7 @@ impl SharedReads {
     }
 
     fn slot(&self, registry: &RegistryId) -> Arc<AsyncMutex<Slot<RegistryRead>>> {
-        let mut slots = self.registries.lock().unwrap_or_else(|p| p.into_inner());
-        slots
-            .entry(registry.key())
-            .or_insert_with(|| Arc::new(AsyncMutex::new(Slot::Empty)))
-            .clone()
+        keyed_slot(&self.registries, registry.key())
     }
 
     /// Returns the cached value (with its expiry) or failure, or runs `fetch` and caches what it
@@ -249,17 +250,39 @@ impl SharedReads {
         identity: &IdentityId,
         azure: &dyn AzureApi,
     ) -> Result<String, Failure> {
-        let slot = {
-            let mut slots = self.identities.lock().unwrap_or_else(|p| p.into_inner());
-            slots
-                .entry(identity.key())
-                .or_insert_with(|| Arc::new(AsyncMutex::new(Slot::Empty)))
-                .clone()
-        };
+        let slot = keyed_slot(&self.identities, identity.key());
         let mut cached = slot.lock().await;
         self.read_through(&mut cached, || azure.get_identity_principal(identity))
             .await
             .map(|(principal, _)| principal)
+    }
+
+    /// The registries listed in `scope`, read at most once per window.
+    pub async fn registry_list(
+        &self,
+        scope: &ListScope,
+        azure: &dyn AzureApi,
+    ) -> Result<Vec<Registry>, Failure> {
+        let slot = keyed_slot(&self.lists, scope.key());
+        let mut cached = slot.lock().await;
+        self.read_through(&mut cached, || {
+            azure.list_registries(&scope.subscription, scope.resource_group.as_deref())
+        })
+        .await
+        .map(|(listed, _)| listed)
+    }
+
+    /// The registry lists read this window, by `ListScope::key` (siblings' claims resolve names
+    /// in them).
+    pub fn known_lists(&self) -> HashMap<String, Vec<Registry>> {
+        let slots = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter_map(|(key, slot)| match &*slot.try_lock().ok()? {
+                Slot::Fresh { value, .. } => Some((key.clone(), value.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The cluster's kubelet identity, read at most once per window for the whole operator.
@@ -273,4 +296,15 @@ impl SharedReads {
             .await
             .map(|(object_id, _)| object_id)
     }
+}
+
+type Slots<T> = Mutex<HashMap<String, Arc<AsyncMutex<Slot<T>>>>>;
+
+/// The cache slot for `key`, created empty on first use.
+fn keyed_slot<T>(slots: &Slots<T>, key: String) -> Arc<AsyncMutex<Slot<T>>> {
+    let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
+    slots
+        .entry(key)
+        .or_insert_with(|| Arc::new(AsyncMutex::new(Slot::Empty)))
+        .clone()
 }

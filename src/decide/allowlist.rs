@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::decide::registry_lookup::ListScope;
 use crate::model::{RegistryId, ResourceIdError};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,6 +116,54 @@ impl AllowList {
                 message: format!(
                     "registry {} is not in the operator's {ALLOWED_REGISTRIES_FLAG}; ask the operator's administrators to add it",
                     registry.name()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl AllowList {
+    /// Before a registry list is read for a lookup by name: refuses a subscription (or resource
+    /// group) in which no registry could pass [`permits`](Self::permits), so a name cannot make
+    /// the operator read lists it was never meant to touch. The found registry is checked with
+    /// `permits` afterwards.
+    pub fn permits_scope(&self, scope: &ListScope) -> Result<(), RegistryNotAllowed> {
+        let subscription = scope.subscription.as_str();
+        let group = scope
+            .resource_group
+            .as_ref()
+            .map(|group| format!("{subscription}/{}", group.to_ascii_lowercase()));
+        let within = |entry: &str| match &group {
+            Some(group) => entry == group || entry.starts_with(&format!("{group}/")),
+            None => entry.starts_with(&format!("{subscription}/")),
+        };
+        if !self.subscriptions.is_empty() && !self.subscriptions.iter().any(|s| s == subscription) {
+            return Err(RegistryNotAllowed {
+                flag: ALLOWED_SUBSCRIPTIONS_FLAG,
+                message: format!(
+                    "subscription {subscription} is not in the operator's {ALLOWED_SUBSCRIPTIONS_FLAG}; ask the operator's administrators to add it, or set spec.registry.subscriptionId to an allowed subscription"
+                ),
+            });
+        }
+        if !self.resource_groups.is_empty() && !self.resource_groups.iter().any(|g| within(g)) {
+            return Err(RegistryNotAllowed {
+                flag: ALLOWED_RESOURCE_GROUPS_FLAG,
+                message: format!(
+                    "no resource group of {scope} is in the operator's {ALLOWED_RESOURCE_GROUPS_FLAG}; set spec.registry.resourceGroup to an allowed one, or ask the operator's administrators to add it"
+                ),
+            });
+        }
+        let registry_within = |id: &str| {
+            let prefix = id.trim_start_matches("/subscriptions/");
+            let group_prefix = prefix.replacen("/resourcegroups/", "/", 1);
+            within(&group_prefix)
+        };
+        if !self.registries.is_empty() && !self.registries.iter().any(|id| registry_within(id)) {
+            return Err(RegistryNotAllowed {
+                flag: ALLOWED_REGISTRIES_FLAG,
+                message: format!(
+                    "no registry in {scope} is in the operator's {ALLOWED_REGISTRIES_FLAG}; name an allowed registry, or ask the operator's administrators to add it"
                 ),
             });
         }
@@ -238,6 +287,51 @@ mod tests {
         );
         let error = AllowList::new(&[], &[], &strings(&["myregistry"])).unwrap_err();
         assert!(error.starts_with(ALLOWED_REGISTRIES_FLAG), "{error}");
+    }
+
+    #[test]
+    fn a_lookup_scope_is_refused_when_no_allowed_registry_could_be_in_it() {
+        let scope = |sub: &str, group: Option<&str>| ListScope {
+            subscription: sub.to_string(),
+            resource_group: group.map(ToString::to_string),
+        };
+        let unrestricted = AllowList::default();
+        assert!(unrestricted.permits_scope(&scope(OTHER_SUB, None)).is_ok());
+
+        let by_sub = AllowList::new(&strings(&[SUB]), &[], &[]).unwrap();
+        assert!(by_sub.permits_scope(&scope(SUB, Some("any"))).is_ok());
+        let refused = by_sub.permits_scope(&scope(OTHER_SUB, None)).unwrap_err();
+        assert_eq!(refused.flag, ALLOWED_SUBSCRIPTIONS_FLAG);
+
+        let by_group = AllowList::new(&[], &strings(&[&format!("{SUB}/Platform")]), &[]).unwrap();
+        assert!(by_group.permits_scope(&scope(SUB, None)).is_ok());
+        assert!(
+            by_group
+                .permits_scope(&scope(SUB, Some("PLATFORM")))
+                .is_ok()
+        );
+        assert_eq!(
+            by_group
+                .permits_scope(&scope(SUB, Some("platform2")))
+                .unwrap_err()
+                .flag,
+            ALLOWED_RESOURCE_GROUPS_FLAG
+        );
+        assert!(by_group.permits_scope(&scope(OTHER_SUB, None)).is_err());
+
+        let allowed = registry(SUB, "images", "shared01");
+        let by_registry = AllowList::new(&[], &[], &strings(&[allowed.as_str()])).unwrap();
+        assert!(by_registry.permits_scope(&scope(SUB, None)).is_ok());
+        assert!(
+            by_registry
+                .permits_scope(&scope(SUB, Some("Images")))
+                .is_ok()
+        );
+        let refused = by_registry
+            .permits_scope(&scope(SUB, Some("images2")))
+            .unwrap_err();
+        assert_eq!(refused.flag, ALLOWED_REGISTRIES_FLAG);
+        assert!(by_registry.permits_scope(&scope(OTHER_SUB, None)).is_err());
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::collections::{HashMap, HashSet};
 
 use crate::crd::RegistryAttachment;
 use crate::decide::plan::owned_assignment_id;
+use crate::decide::registry_lookup::{list_scope, resolve};
 use crate::decide::repositories::render_condition;
+use crate::decide::validate::RegistryTarget;
 use crate::decide::validate::{RequestedPrincipal, RequestedRole, validate};
-use crate::model::azure::RoleAssignment;
+use crate::model::azure::{Registry, RoleAssignment};
 use crate::model::grant::{Condition, Grant};
-use crate::model::{OwnerId, PermissionsMode, PrincipalId, PullRole};
+use crate::model::{OwnerId, PermissionsMode, PrincipalId, PullRole, RegistryId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ClaimKey {
@@ -80,6 +82,11 @@ pub struct ClaimContext {
     pub modes: HashMap<String, Option<PermissionsMode>>,
     /// Principal ids of user-assigned identities resolved in this process, by lower-cased id.
     pub identities: HashMap<String, PrincipalId>,
+    /// Registry lists read in this process, by `ListScope::key`: a sibling naming its registry
+    /// by name claims the registry the list resolves it to.
+    pub registry_lists: HashMap<String, Vec<Registry>>,
+    /// Where a sibling's registry name without subscription is looked up.
+    pub default_subscription: Option<String>,
     /// Also count siblings' recorded assignments (detach: a sibling that crashed after recording
     /// may rely on one its status does not show yet).
     pub include_records: bool,
@@ -127,12 +134,41 @@ fn claims_from_status(
     }
 }
 
+/// The registry a sibling's spec names: its resource id, or where its name resolves in a list
+/// read this window, else the registry its status reports (it resolved the name before).
+fn sibling_registry(
+    other: &RegistryAttachment,
+    target: &RegistryTarget,
+    context: &ClaimContext,
+) -> Option<RegistryId> {
+    let lookup = match target {
+        RegistryTarget::Id(id) => return Some(id.clone()),
+        RegistryTarget::Name(lookup) => lookup,
+    };
+    let listed = list_scope(lookup, context.default_subscription.as_deref())
+        .ok()
+        .and_then(|scope| {
+            let listed = context.registry_lists.get(&scope.key())?;
+            resolve(lookup, &scope, listed).ok()
+        });
+    listed.or_else(|| {
+        let reported = other.status.as_ref()?.registry.as_ref()?;
+        RegistryId::parse(&reported.id)
+            .ok()
+            .filter(|id| id.name().eq_ignore_ascii_case(&lookup.name))
+    })
+}
+
 /// The grants a sibling's spec asks for, as far as they can be known without Azure: an Auto role
 /// on a registry of unknown mode claims both pull roles.
 fn claims_from_spec(other: &RegistryAttachment, context: &ClaimContext, claims: &mut Claims) {
-    let Ok(desired) = validate(&other.spec) else {
+    let Ok(requested) = validate(&other.spec) else {
         return;
     };
+    let Some(registry) = sibling_registry(other, &requested.registry, context) else {
+        return;
+    };
+    let desired = requested.with_registry(registry);
     let mode = context
         .modes
         .get(&desired.registry.key())

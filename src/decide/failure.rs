@@ -164,6 +164,12 @@ fn classify_response(
                     "the user-assigned identity {target} was not found ({code}); fix spec.principals[].identityResourceId"
                 ),
             ),
+            Operation::ListRegistries => human(
+                reasons::REGISTRY_NAME_NOT_FOUND,
+                format!(
+                    "{target} was not found ({code}: {message}); fix spec.registry.subscriptionId or spec.registry.resourceGroup"
+                ),
+            ),
             Operation::GetManagedCluster => human(
                 reasons::CLUSTER_NOT_FOUND,
                 format!(
@@ -214,6 +220,9 @@ fn describe_authorization_failure(code: &str, message: &str) -> String {
         quoted_after("perform action '"),
         quoted_after("over scope '"),
     ) {
+        (Some(action), Some(scope)) if action.to_ascii_lowercase().ends_with("/read") => format!(
+            "acr-attach's Azure identity is not allowed to perform '{action}' on '{scope}' ({code}); grant it Reader there"
+        ),
         (Some(action), Some(scope)) => format!(
             "acr-attach's Azure identity is not allowed to perform '{action}' on '{scope}' ({code}); grant it \"Role Based Access Control Administrator\" (conditioned to AcrPull and Container Registry Repository Reader) on the registry, and Reader on the AKS cluster"
         ),

@@ -12,6 +12,7 @@ pub mod ownership;
 pub mod plan;
 pub mod preflight;
 pub mod reasons;
+pub mod registry_lookup;
 pub mod report;
 pub mod repositories;
 pub mod status_patch;

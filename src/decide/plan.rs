@@ -945,9 +945,7 @@ mod tests {
         let mut ra = RegistryAttachment::new(
             "a",
             RegistryAttachmentSpec {
-                registry: RegistryReference {
-                    resource_id: REGISTRY.to_string(),
-                },
+                registry: RegistryReference::by_id(REGISTRY.to_string()),
                 role: RoleChoice::Auto,
                 principal: None,
                 principals: Vec::new(),

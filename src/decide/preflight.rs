@@ -13,16 +13,16 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::crd::Ownership;
-use crate::decide::allowlist::{AllowList, login_server_allowed};
+use crate::decide::allowlist::{AllowList, RegistryNotAllowed, login_server_allowed};
 use crate::decide::claims::Claims;
 use crate::decide::delegation::{self, Access, AccessState, Action, PRINCIPAL_TYPE, Request};
-use crate::decide::failure::Classify;
+use crate::decide::failure::{Classify, Failure};
 use crate::decide::plan::{PlanInput, Resolved, Step, plan, wanted_grants};
 use crate::decide::reasons;
-use crate::decide::validate::{DesiredAttachment, RequestedPrincipal};
+use crate::decide::validate::{DesiredAttachment, RegistryTarget, RequestedPrincipal};
 use crate::model::azure::{ArmError, Permission, Registry, RoleAssignment};
 use crate::model::grant::Grant;
-use crate::model::{ClusterId, OwnerId, PermissionsMode, PrincipalId, PullRole};
+use crate::model::{ClusterId, OwnerId, PermissionsMode, PrincipalId, PullRole, RegistryId};
 
 use crate::decide::reasons::{CANNOT_REPAIR, CATALOG_LISTING_MISSING, IGNORED_ACR_PULL};
 
@@ -30,10 +30,10 @@ use crate::decide::reasons::{CANNOT_REPAIR, CATALOG_LISTING_MISSING, IGNORED_ACR
 #[derive(Clone, Debug)]
 pub struct Target {
     pub attachment: Option<String>,
-    /// The resource id as written (it may not parse).
+    /// The resource id (or registry name) as written (it may not parse).
     pub registry_text: String,
     /// The validated spec, or the field errors joined.
-    pub desired: Result<DesiredAttachment, String>,
+    pub desired: Result<DesiredAttachment<RegistryTarget>, String>,
 }
 
 /// What ARM said about a registry whose `GET` succeeded (read once, shared by its attachments).
@@ -169,7 +169,7 @@ impl RegistryReport {
 pub fn screen(
     target: Target,
     allow_list: &AllowList,
-) -> (RegistryReport, Option<DesiredAttachment>) {
+) -> (RegistryReport, Option<DesiredAttachment<RegistryTarget>>) {
     let mut report = RegistryReport::new(&target.registry_text, target.attachment);
     let desired = match target.desired {
         Err(message) => {
@@ -182,19 +182,65 @@ pub fn screen(
         }
         Ok(desired) => desired,
     };
-    if let Err(refused) = allow_list.permits(&desired.registry) {
-        report.allowed = false;
-        report.problem(Finding::new(
-            reasons::REGISTRY_NOT_ALLOWED,
-            refused.message,
-            format!(
-                "add the registry to the operator's {} (or use an allowed registry); acr-attach makes no Azure call for it",
-                refused.flag
-            ),
-        ));
+    if let RegistryTarget::Id(registry) = &desired.registry
+        && let Err(refused) = allow_list.permits(registry)
+    {
+        not_allowed(&mut report, refused);
         return (report, None);
     }
     (report, Some(desired))
+}
+
+fn not_allowed(report: &mut RegistryReport, refused: RegistryNotAllowed) {
+    report.allowed = false;
+    report.problem(Finding::new(
+        reasons::REGISTRY_NOT_ALLOWED,
+        refused.message,
+        format!(
+            "add the registry to the operator's {} (or use an allowed registry); acr-attach makes no Azure call for it",
+            refused.flag
+        ),
+    ));
+}
+
+/// How a registry named by name was found: refused before its list was read, looked up (or
+/// not), then admitted by the allow-list or not. Returns the attachment to evaluate, if any.
+pub fn located(
+    report: &mut RegistryReport,
+    requested: DesiredAttachment<RegistryTarget>,
+    found: Result<RegistryId, Located>,
+    allow_list: &AllowList,
+) -> Option<DesiredAttachment> {
+    let registry = match found {
+        Ok(registry) => registry,
+        Err(Located::NotAllowed(refused)) => {
+            not_allowed(report, refused);
+            return None;
+        }
+        Err(Located::Failed(failure)) => {
+            report.problem(Finding::new(
+                failure.reason,
+                failure.message,
+                "fix spec.registry (name, resourceGroup, subscriptionId), or name the registry by spec.registry.resourceId",
+            ));
+            return None;
+        }
+    };
+    report.registry = registry.to_string();
+    if let Err(refused) = allow_list.permits(&registry) {
+        not_allowed(report, refused);
+        return None;
+    }
+    Some(requested.with_registry(registry))
+}
+
+/// Why a registry name did not lead to a registry.
+#[derive(Debug)]
+pub enum Located {
+    /// The allow-list refuses the subscription or resource group the name is looked up in.
+    NotAllowed(RegistryNotAllowed),
+    /// No default subscription, the list could not be read, or no single match.
+    Failed(Failure),
 }
 
 /// Fills in `report` (fresh from [`screen`]) from what ARM said about the registry. The first
@@ -687,14 +733,18 @@ mod tests {
         let other_subscription = ["00000000-0000-0000-0000-000000000002".to_string()];
         let elsewhere = AllowList::new(&other_subscription, &[], &[]).unwrap();
         let want = desired(RequestedPrincipal::KubeletIdentity);
-        let (report, query) = screen(target(Ok(want.clone())), &elsewhere);
+        let as_target = |want: &DesiredAttachment| {
+            let id = RegistryTarget::Id(want.registry.clone());
+            Ok(want.clone().with_registry(id))
+        };
+        let (report, query) = screen(target(as_target(&want)), &elsewhere);
         assert!(query.is_none());
         assert!(!report.allowed && !report.ok);
         assert_eq!(codes(&report.problems), [reasons::REGISTRY_NOT_ALLOWED]);
         assert!(report.problems[0].fix.contains("--allowed-subscriptions"));
 
-        let (report, query) = screen(target(Ok(want.clone())), &anything);
-        assert_eq!(query, Some(want));
+        let (report, query) = screen(target(as_target(&want)), &anything);
+        assert_eq!(query, as_target(&want).ok());
         assert!(report.ok && report.problems.is_empty());
     }
 

@@ -27,6 +27,12 @@ pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
 pub const RECONCILE_TIMED_OUT: &str = "ReconcileTimedOut";
 pub const REGISTRY_MODE_UNKNOWN: &str = "RegistryModeUnknown";
 pub const REGISTRY_NOT_FOUND: &str = "RegistryNotFound";
+/// spec.registry.name matches no registry the operator's identity can list.
+pub const REGISTRY_NAME_NOT_FOUND: &str = "RegistryNameNotFound";
+/// spec.registry.name matches more than one registry in the list.
+pub const REGISTRY_NAME_AMBIGUOUS: &str = "RegistryNameAmbiguous";
+/// spec.registry.name without subscriptionId, and the operator knows no default subscription.
+pub const REGISTRY_SUBSCRIPTION_UNKNOWN: &str = "RegistrySubscriptionUnknown";
 /// Refused by the operator's allow-list (or its cloud's login-server suffix): no Azure call made.
 pub const REGISTRY_NOT_ALLOWED: &str = "RegistryNotAllowed";
 pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";

@@ -4,15 +4,20 @@
 use std::fmt;
 
 use crate::crd::{
-    DeletionPolicy, PrincipalKind, PrincipalSpec, RegistryAttachmentSpec, RoleChoice,
+    DeletionPolicy, PrincipalKind, PrincipalSpec, RegistryAttachmentSpec, RegistryReference,
+    RoleChoice,
 };
 use crate::decide::repositories::{RepositoryPattern, parse_pattern};
-use crate::model::{IdentityId, PrincipalId, PrincipalType, PullRole, RegistryId};
+use crate::model::{
+    IdentityId, PrincipalId, PrincipalType, PullRole, RegistryId, RegistryLookup,
+    check_resource_group, is_guid, registry_name_problem,
+};
 
-/// What the user asked for, in checked form.
+/// What the user asked for, in checked form. `validate` gives the registry as written (a
+/// [`RegistryTarget`]); once a name is looked up the attachment carries its [`RegistryId`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredAttachment {
-    pub registry: RegistryId,
+pub struct DesiredAttachment<R = RegistryId> {
+    pub registry: R,
     pub role: RequestedRole,
     /// At least one, no two alike.
     pub principals: Vec<RequestedPrincipal>,
@@ -20,6 +25,41 @@ pub struct DesiredAttachment {
     pub repositories: Vec<RepositoryPattern>,
     pub catalog_listing: bool,
     pub deletion: Deletion,
+}
+
+/// The registry as the spec names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryTarget {
+    Id(RegistryId),
+    /// Looked up by name through ARM (`decide::registry_lookup`).
+    Name(RegistryLookup),
+}
+
+impl<R> DesiredAttachment<R> {
+    /// The same attachment for `registry`: the id a name was looked up to, or an id as a target.
+    pub fn with_registry<S>(self, registry: S) -> DesiredAttachment<S> {
+        DesiredAttachment {
+            registry,
+            role: self.role,
+            principals: self.principals,
+            repositories: self.repositories,
+            catalog_listing: self.catalog_listing,
+            deletion: self.deletion,
+        }
+    }
+}
+
+impl DesiredAttachment<RegistryTarget> {
+    /// The attachment when the spec gives a resource id; `None` for a name not looked up yet.
+    pub fn by_id(self) -> Option<DesiredAttachment> {
+        match &self.registry {
+            RegistryTarget::Id(id) => {
+                let id = id.clone();
+                Some(self.with_registry(id))
+            }
+            RegistryTarget::Name(_) => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,9 +119,11 @@ pub fn describe(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-pub fn validate(spec: &RegistryAttachmentSpec) -> Result<DesiredAttachment, Vec<FieldError>> {
+pub fn validate(
+    spec: &RegistryAttachmentSpec,
+) -> Result<DesiredAttachment<RegistryTarget>, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let registry = validate_registry(&spec.registry.resource_id, &mut errors);
+    let registry = validate_registry(&spec.registry, &mut errors);
     let role = match spec.role {
         RoleChoice::Auto => Some(RequestedRole::Auto),
         RoleChoice::AcrPull => Some(RequestedRole::Fixed(PullRole::AcrPull)),
@@ -128,18 +170,94 @@ pub fn validate(spec: &RegistryAttachmentSpec) -> Result<DesiredAttachment, Vec<
     }
 }
 
-fn validate_registry(resource_id: &str, errors: &mut Vec<FieldError>) -> Option<RegistryId> {
-    let field = "spec.registry.resourceId";
-    if resource_id.trim() != resource_id {
-        errors.push(FieldError::new(
-            field,
-            "must not have leading or trailing whitespace",
-        ));
+/// Exactly one of `resourceId` or `name` (the CRD's CEL rule, repeated for objects stored under an
+/// older CRD); `resourceGroup` and `subscriptionId` only with `name`.
+fn validate_registry(
+    reference: &RegistryReference,
+    errors: &mut Vec<FieldError>,
+) -> Option<RegistryTarget> {
+    let fields = [
+        ("spec.registry.resourceId", &reference.resource_id),
+        ("spec.registry.name", &reference.name),
+        ("spec.registry.resourceGroup", &reference.resource_group),
+        ("spec.registry.subscriptionId", &reference.subscription_id),
+    ];
+    let mut well_formed = true;
+    for (field, value) in fields {
+        if value.as_deref().is_some_and(|text| text.trim() != text) {
+            errors.push(FieldError::new(
+                field,
+                "must not have leading or trailing whitespace",
+            ));
+            well_formed = false;
+        }
+    }
+    if !well_formed {
         return None;
     }
-    RegistryId::parse(resource_id)
-        .map_err(|problem| errors.push(FieldError::new(field, problem.to_string())))
-        .ok()
+    match (&reference.resource_id, &reference.name) {
+        (Some(_), Some(_)) | (None, None) => {
+            errors.push(FieldError::new(
+                "spec.registry",
+                "set exactly one of resourceId or name",
+            ));
+            None
+        }
+        (Some(resource_id), None) => {
+            if reference.resource_group.is_some() || reference.subscription_id.is_some() {
+                errors.push(FieldError::new(
+                    "spec.registry",
+                    "resourceGroup and subscriptionId go with name; a resourceId already names both: remove them",
+                ));
+                return None;
+            }
+            RegistryId::parse(resource_id)
+                .map(RegistryTarget::Id)
+                .map_err(|problem| {
+                    errors.push(FieldError::new(
+                        "spec.registry.resourceId",
+                        problem.to_string(),
+                    ))
+                })
+                .ok()
+        }
+        (None, Some(name)) => validate_lookup(reference, name, errors).map(RegistryTarget::Name),
+    }
+}
+
+fn validate_lookup(
+    reference: &RegistryReference,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<RegistryLookup> {
+    let before = errors.len();
+    if let Some(problem) = registry_name_problem(name) {
+        errors.push(FieldError::new("spec.registry.name", problem.to_string()));
+    }
+    if let Some(group) = &reference.resource_group
+        && let Err(problem) = check_resource_group(group)
+    {
+        errors.push(FieldError::new(
+            "spec.registry.resourceGroup",
+            problem.to_string(),
+        ));
+    }
+    if let Some(subscription) = &reference.subscription_id
+        && !is_guid(subscription)
+    {
+        errors.push(FieldError::new(
+            "spec.registry.subscriptionId",
+            format!("{subscription:?} is not a subscription id: expected a GUID (`az account show --query id -o tsv`)"),
+        ));
+    }
+    (errors.len() == before).then(|| RegistryLookup {
+        name: name.to_string(),
+        resource_group: reference.resource_group.clone(),
+        subscription: reference
+            .subscription_id
+            .as_ref()
+            .map(|s| s.to_ascii_lowercase()),
+    })
 }
 
 /// `spec.principal` (the original form) or `spec.principals`; neither means the kubelet identity.
@@ -275,9 +393,7 @@ mod tests {
 
     fn spec(resource_id: &str) -> RegistryAttachmentSpec {
         RegistryAttachmentSpec {
-            registry: RegistryReference {
-                resource_id: resource_id.to_string(),
-            },
+            registry: RegistryReference::by_id(resource_id),
             role: RoleChoice::Auto,
             principal: None,
             principals: Vec::new(),
@@ -289,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_good_spec_validates_with_defaults() {
-        let desired = validate(&spec(GOOD)).unwrap();
+        let desired = validate(&spec(GOOD)).unwrap().by_id().unwrap();
         assert_eq!(desired.registry.name(), "sharedimages");
         assert_eq!(desired.role, RequestedRole::Auto);
         assert_eq!(desired.principals, [RequestedPrincipal::KubeletIdentity]);

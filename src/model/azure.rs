@@ -86,6 +86,8 @@ pub fn action_matches(pattern: &str, action: &str) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     GetRegistry,
+    /// Registries_List / Registries_ListByResourceGroup (finding a registry by name).
+    ListRegistries,
     GetIdentity,
     GetRoleAssignment,
     GetManagedCluster,
@@ -102,6 +104,7 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::GetRegistry => "get_registry",
+            Operation::ListRegistries => "list_registries",
             Operation::GetIdentity => "get_identity",
             Operation::GetRoleAssignment => "get_role_assignment",
             Operation::GetManagedCluster => "get_managed_cluster",

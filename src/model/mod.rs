@@ -28,6 +28,7 @@ pub struct RegistryId {
 #[derive(Clone, Debug)]
 pub struct ClusterId {
     text: String,
+    subscription: String,
 }
 
 /// Why a resource id was refused; the message names the fix.
@@ -35,12 +36,12 @@ pub struct ClusterId {
 #[error("{0}")]
 pub struct ResourceIdError(pub String);
 
-fn is_guid(text: &str) -> bool {
+pub fn is_guid(text: &str) -> bool {
     Uuid::try_parse(text).is_ok() && text.len() == 36
 }
 
 /// Resource group names: 1-90 of letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`.
-fn check_resource_group(rg: &str) -> Result<(), ResourceIdError> {
+pub fn check_resource_group(rg: &str) -> Result<(), ResourceIdError> {
     let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')');
     if rg.is_empty() || rg.chars().count() > 90 || !rg.chars().all(allowed) || rg.ends_with('.') {
         return Err(ResourceIdError(format!(
@@ -99,10 +100,8 @@ impl RegistryId {
             "registries",
             "/subscriptions/<subscription-guid>/resourceGroups/<group>/providers/Microsoft.ContainerRegistry/registries/<name>",
         )?;
-        if !(5..=50).contains(&name.len()) || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(ResourceIdError(format!(
-                "registry name {name:?} is not valid: registry names are 5-50 letters and digits"
-            )));
+        if let Some(problem) = registry_name_problem(name) {
+            return Err(problem);
         }
         Ok(Self {
             text: text.to_string(),
@@ -110,6 +109,17 @@ impl RegistryId {
             resource_group: resource_group.to_string(),
             name: name.to_string(),
         })
+    }
+
+    /// The id of registry `name` in `resource_group` of `subscription`, in ARM's spelling.
+    pub fn from_parts(
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+    ) -> Result<Self, ResourceIdError> {
+        Self::parse(&format!(
+            "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.ContainerRegistry/registries/{name}"
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -147,6 +157,28 @@ impl fmt::Display for RegistryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// Why `name` cannot be a registry name, if it cannot: 5-50 ASCII letters and digits.
+pub fn registry_name_problem(name: &str) -> Option<ResourceIdError> {
+    let valid = (5..=50).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric());
+    (!valid).then(|| {
+        ResourceIdError(format!(
+            "registry name {name:?} is not valid: registry names are 5-50 letters and digits"
+        ))
+    })
+}
+
+/// A registry named the way `az aks update --attach-acr <name>` takes it: found in the registry
+/// list of one subscription (or of one resource group in it). Names are globally unique in Azure,
+/// but a list can still hold two (a registry deleted and recreated elsewhere while the list was
+/// cached), so a lookup may be ambiguous.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RegistryLookup {
+    pub name: String,
+    pub resource_group: Option<String>,
+    /// Lower-cased GUID; `None`: the operator's default subscription.
+    pub subscription: Option<String>,
 }
 
 /// `Microsoft.ManagedIdentity/userAssignedIdentities` resource id, validated.
@@ -190,18 +222,23 @@ impl fmt::Display for IdentityId {
 
 impl ClusterId {
     pub fn parse(text: &str) -> Result<Self, ResourceIdError> {
-        split_resource_id(
+        let (subscription, _, _) = split_resource_id(
             text,
             "Microsoft.ContainerService",
             "managedClusters",
             "/subscriptions/<subscription-guid>/resourceGroups/<group>/providers/Microsoft.ContainerService/managedClusters/<name>",
         )?;
         Ok(Self {
+            subscription: subscription.to_ascii_lowercase(),
             text: text.to_string(),
         })
     }
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+    /// Lower-cased subscription GUID: where registries named without one are looked up.
+    pub fn subscription(&self) -> &str {
+        &self.subscription
     }
 }
 

@@ -77,9 +77,7 @@ pub fn tenant() -> TenantConfig {
 
 pub fn spec(registry_id: &str) -> RegistryAttachmentSpec {
     RegistryAttachmentSpec {
-        registry: RegistryReference {
-            resource_id: registry_id.to_string(),
-        },
+        registry: RegistryReference::by_id(registry_id.to_string()),
         role: RoleChoice::Auto,
         principal: None,
         principals: Vec::new(),

@@ -546,8 +546,16 @@ async fn kubectl_explain_renders_the_crd_schema() {
         ])
         .await;
     assert!(out.contains("FIELD: registry <Object>"), "{out}");
+    // resourceId or name: neither is required on its own (a CEL rule asks for exactly one).
+    for field in [
+        "resourceId <string>",
+        "name <string>",
+        "subscriptionId <string>",
+    ] {
+        assert!(squash(&out).contains(field), "{field}: {out}");
+    }
     assert!(
-        squash(&out).contains("resourceId <string> -required-"),
+        !squash(&out).contains("resourceId <string> -required-"),
         "{out}"
     );
     let out = k.ok(&["explain", "ra.spec.registry.resourceId"]).await;
