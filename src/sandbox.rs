@@ -27,7 +27,7 @@ use crate::model::ClusterId;
 /// The default emulated tenant; also shipped as a file to copy for `--tenant`.
 pub const DEFAULT_TENANT: &str = include_str!("../sandbox/tenant.yaml");
 /// The examples applied at start, in order.
-pub const EXAMPLES: [(&str, &str); 4] = [
+pub const EXAMPLES: [(&str, &str); 5] = [
     (
         "examples/plain-registry.yaml",
         include_str!("../examples/plain-registry.yaml"),
@@ -43,6 +43,10 @@ pub const EXAMPLES: [(&str, &str); 4] = [
     (
         "examples/repository-scopes.yaml",
         include_str!("../examples/repository-scopes.yaml"),
+    ),
+    (
+        "examples/registry-by-name.yaml",
+        include_str!("../examples/registry-by-name.yaml"),
     ),
 ];
 

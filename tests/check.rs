@@ -127,6 +127,26 @@ impl Env {
             .expect("create attachment");
     }
 
+    /// An attachment naming its registry by name (looked up in the cluster's subscription).
+    async fn attach_by_name(&self, name: &str, registry_name: &str) {
+        let object = RegistryAttachment::new(
+            name,
+            RegistryAttachmentSpec {
+                registry: RegistryReference::by_name(registry_name),
+                role: Default::default(),
+                principal: None,
+                principals: Vec::new(),
+                repositories: Vec::new(),
+                catalog_listing: false,
+                deletion_policy: Default::default(),
+            },
+        );
+        let api: Api<RegistryAttachment> = Api::all(self.client.clone());
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("create attachment");
+    }
+
     async fn owner(&self) -> OwnerId {
         acr_attach::cli::cluster_owner_id(&self.client)
             .await
@@ -603,4 +623,36 @@ async fn the_operator_works_with_the_least_privilege_grants() {
     }
     assert!(h.assignments_for(KUBELET).is_empty(), "detach removed both");
     assert!(h.arm.request_log().iter().all(|e| e.status != 403));
+}
+
+#[tokio::test]
+async fn registries_named_by_name_are_looked_up_and_reported_under_their_id() {
+    let env = start(tenant(Some(&[ACR_PULL, REPOSITORY_READER]))).await;
+    env.attach_by_name("by-name", "LegacyAcr").await;
+    env.attach_by_name("typo", "legacyac").await;
+    env.sandbox.arm.clear_request_log();
+    let (code, report) = env.check_json(&[]).await;
+    assert_eq!(code, 1, "the misspelt name fails the check: {report:#}");
+    let found = row(&report, "by-name");
+    assert_eq!(found["ok"], true, "{found:#}");
+    assert_eq!(found["registry"], registry("legacyacr"));
+    assert_eq!(found["role"], "AcrPull");
+    let typo = row(&report, "typo");
+    assert_eq!(codes(&typo["problems"]), ["RegistryNameNotFound"]);
+    assert!(
+        typo["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean legacyacr?"),
+        "{typo:#}"
+    );
+    let lists = env
+        .sandbox
+        .arm
+        .request_log()
+        .iter()
+        .filter(|e| e.operation == Some(Operation::ListRegistries))
+        .count();
+    assert_eq!(lists, 1, "one registry list for both names");
+    assert_read_only(&env.sandbox.arm);
 }

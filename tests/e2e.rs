@@ -1327,3 +1327,95 @@ async fn grants_as_a_set_through_the_real_binary() {
     );
     operator.kill();
 }
+
+#[tokio::test]
+async fn registries_by_name_through_the_real_binary() {
+    let (sandbox, _client, api) = start().await;
+    // The CRD's CEL rule: a registry is named by exactly one of resourceId or name.
+    let mut both = attachment("both", &registry("legacyacr"));
+    both.spec.registry.name = Some("legacyacr".to_string());
+    match api.create(&PostParams::default(), &both).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status
+                    .message
+                    .contains("spec.registry: Invalid value: \"object\": set exactly one of resourceId or name"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
+
+    // Found in the cluster's subscription (the operator runs with --cluster-resource-id), in a
+    // resource group the spec does not name.
+    let operator = Operator::start(&sandbox, "by-name");
+    let by_name = |name: &str, registry_name: &str| {
+        let mut object = attachment(name, "");
+        object.spec.registry = RegistryReference::by_name(registry_name);
+        object
+    };
+    api.create(&PostParams::default(), &by_name("team", "TeamImages"))
+        .await
+        .unwrap();
+    let object = eventually("team Ready", &operator, async || {
+        api.get("team").await.ok().filter(ready)
+    })
+    .await;
+    let found = object.status.unwrap().registry.unwrap();
+    assert_eq!(
+        found.id,
+        format!(
+            "/subscriptions/{SUB}/resourceGroups/team-rg/providers/Microsoft.ContainerRegistry/registries/teamimages"
+        )
+    );
+    assert_eq!(found.login_server.as_deref(), Some("teamimages.azurecr.io"));
+    assert!(
+        sandbox
+            .arm
+            .role_assignments()
+            .iter()
+            .any(|a| a.scope.eq_ignore_ascii_case(&found.id) && a.principal_id == KUBELET),
+        "the kubelet identity holds a role on the registry the name resolved to"
+    );
+
+    // A misspelt name: Stalled, with the near miss, and nothing written.
+    let puts = sandbox.arm.counts().get(Operation::PutRoleAssignment);
+    api.create(&PostParams::default(), &by_name("typo", "teamimage"))
+        .await
+        .unwrap();
+    let stalled = eventually("typo Stalled", &operator, async || {
+        let object = api.get("typo").await.ok()?;
+        object
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
+    })
+    .await;
+    assert_eq!(stalled.reason, "RegistryNameNotFound");
+    assert!(
+        stalled.message.contains("did you mean teamimages?"),
+        "{}",
+        stalled.message
+    );
+    assert!(stalled.message.contains(SUB), "{}", stalled.message);
+    assert_eq!(sandbox.arm.counts().get(Operation::PutRoleAssignment), puts);
+
+    // Deleting the by-name attachment removes the grant it made.
+    api.delete("team", &DeleteParams::default()).await.unwrap();
+    eventually("team detached", &operator, async || {
+        api.get_opt("team").await.ok().filter(Option::is_none)
+    })
+    .await;
+    assert!(
+        !sandbox
+            .arm
+            .role_assignments()
+            .iter()
+            .any(|a| a.scope.eq_ignore_ascii_case(&found.id)),
+        "the grant on teamimages is gone"
+    );
+    operator.kill();
+}

@@ -43,7 +43,12 @@ fn sandbox_once_converges_on_the_examples() {
         stdout.contains("converged: every example is Ready"),
         "{stdout}"
     );
-    for name in ["shared-images", "abac-images", "ci-runner-pull"] {
+    for name in [
+        "shared-images",
+        "abac-images",
+        "ci-runner-pull",
+        "team-images",
+    ] {
         assert!(
             stdout
                 .lines()

@@ -215,3 +215,96 @@ fn claims_from_spec(other: &RegistryAttachment, context: &ClaimContext, claims: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{RegistryAttachmentSpec, RegistryReference, ResolvedRegistry};
+    use crate::model::RoleAssignmentName;
+
+    const SUB: &str = "00000000-0000-4000-8000-000000000001";
+    const KUBELET: &str = "6b1e0000-0000-4000-8000-0000000000b1";
+
+    fn registry_id(group: &str) -> String {
+        format!(
+            "/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.ContainerRegistry/registries/teamimages"
+        )
+    }
+
+    fn sibling() -> RegistryAttachment {
+        RegistryAttachment::new(
+            "by-name",
+            RegistryAttachmentSpec {
+                registry: RegistryReference::by_name("TeamImages"),
+                role: Default::default(),
+                principal: None,
+                principals: Vec::new(),
+                repositories: Vec::new(),
+                catalog_listing: false,
+                deletion_policy: Default::default(),
+            },
+        )
+    }
+
+    fn acr_pull_on(scope: &str) -> RoleAssignment {
+        RoleAssignment {
+            id: format!("{scope}/providers/Microsoft.Authorization/roleAssignments/x"),
+            name: RoleAssignmentName::from_arm("x"),
+            scope: scope.to_string(),
+            role_definition_id: PullRole::AcrPull.definition_id(SUB),
+            principal_id: KUBELET.to_string(),
+            condition: None,
+            description: None,
+            principal_type: None,
+        }
+    }
+
+    fn context(lists: &[(&str, Vec<Registry>)]) -> ClaimContext {
+        ClaimContext {
+            kubelet: PrincipalId::parse(KUBELET).ok(),
+            modes: HashMap::new(),
+            registry_lists: lists
+                .iter()
+                .map(|(key, listed)| (key.to_string(), listed.clone()))
+                .collect(),
+            default_subscription: Some(SUB.to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn claimed(sibling: &RegistryAttachment, context: &ClaimContext) -> Claims {
+        claims_of_others("me", [sibling], context, &OwnerId::new("owner"))
+    }
+
+    #[test]
+    fn a_sibling_named_by_name_claims_the_registry_its_name_resolves_to() {
+        let listed = vec![Registry {
+            id: registry_id("team-rg"),
+            login_server: None,
+            mode: None,
+        }];
+        let claims = claimed(&sibling(), &context(&[(SUB, listed)]));
+        assert!(claims.covers(&acr_pull_on(&registry_id("team-rg"))));
+        assert!(!claims.covers(&acr_pull_on(&registry_id("other-rg"))));
+    }
+
+    #[test]
+    fn without_a_list_read_a_sibling_falls_back_to_the_registry_its_status_reports() {
+        let unresolved = sibling();
+        assert!(
+            !claimed(&unresolved, &context(&[])).covers(&acr_pull_on(&registry_id("team-rg"))),
+            "nothing is known about where the name points"
+        );
+        let mut resolved_before = sibling();
+        resolved_before.status = Some(crate::crd::RegistryAttachmentStatus {
+            registry: Some(ResolvedRegistry {
+                id: registry_id("team-rg"),
+                login_server: None,
+                permissions_mode: None,
+            }),
+            ..Default::default()
+        });
+        let claims = claimed(&resolved_before, &context(&[]));
+        assert!(claims.covers(&acr_pull_on(&registry_id("team-rg"))));
+    }
+}
