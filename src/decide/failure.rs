@@ -279,6 +279,25 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_read_asks_for_reader_not_for_the_rbac_role() {
+        let failure = response(
+            Operation::ListRegistries,
+            403,
+            "AuthorizationFailed",
+            "The client 'c' with object id 'o' does not have authorization to perform action 'Microsoft.ContainerRegistry/registries/read' over scope '/subscriptions/s' or the scope is invalid.",
+        )
+        .classify();
+        assert_eq!(failure.reason, reasons::AUTHORIZATION_FAILED);
+        assert!(
+            failure.message.contains("grant it Reader there"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.message.contains("'/subscriptions/s'"));
+        assert!(!failure.message.contains("Role Based Access Control"));
+    }
+
+    #[test]
     fn not_found_depends_on_what_was_missing() {
         assert_eq!(
             response(Operation::GetRegistry, 404, "ResourceNotFound", "m")
@@ -292,6 +311,10 @@ mod tests {
                 .reason,
             reasons::CLUSTER_NOT_FOUND
         );
+        let listed =
+            response(Operation::ListRegistries, 404, "ResourceGroupNotFound", "m").classify();
+        assert_eq!(listed.reason, reasons::REGISTRY_NAME_NOT_FOUND);
+        assert!(listed.message.contains("spec.registry.resourceGroup"));
     }
 
     #[test]

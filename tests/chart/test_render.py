@@ -112,6 +112,12 @@ def test_kubelet_identity_is_given_exactly_once(case):
     assert len(given) == 1, given
 
 
+def test_the_default_subscription_for_registry_names_is_passed_only_when_set(defaults):
+    assert "ACR_ATTACH_DEFAULT_SUBSCRIPTION" not in defaults.env()
+    env = render_case("managed-identity").env()
+    assert env["ACR_ATTACH_DEFAULT_SUBSCRIPTION"] == "5c2b0000-0000-4000-8000-0000000000aa"
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_selectors_match_the_pods(case):
     rendered = render_case(case)

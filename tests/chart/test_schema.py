@@ -86,6 +86,7 @@ BAD = {
         "at '/clusterResourceId'",
     ),
     "malformed client id": (with_(azure__clientId="my-identity"), "at '/azure/clientId'"),
+    "default subscription not a GUID": (with_(defaultSubscription="prod"), "at '/defaultSubscription'"),
     "ARM endpoint over http": (with_(azure__armEndpoint="http://management.azure.com"), "at '/azure/armEndpoint'"),
     "allow list subscription not a GUID": (with_(allowList__subscriptions=["prod"]), "at '/allowList/subscriptions/0'"),
     "allow list resource group without subscription": (
