@@ -21,7 +21,9 @@ use std::sync::Arc;
 use acr_attach::crd::{REGISTRY_ID_PATTERN, RegistryAttachment};
 use acr_attach::decide::allowlist::{
     ALLOWED_REGISTRIES_FLAG, ALLOWED_RESOURCE_GROUPS_FLAG, ALLOWED_SUBSCRIPTIONS_FLAG, AllowList,
+    RegistryNotAllowed,
 };
+use acr_attach::decide::registry_lookup::ListScope;
 use acr_attach::model::RegistryId;
 use kube::Resource;
 use serde_json::{Value, json};
@@ -276,28 +278,62 @@ fn registry_id(sub: &str, group: &str, name: &str) -> String {
     )
 }
 
-fn attachment(resource_id: &str) -> Value {
+/// `spec.registry` naming the registry by resource id.
+fn by_id(resource_id: &str) -> Value {
+    json!({"resourceId": resource_id})
+}
+
+/// `spec.registry` naming the registry by name, with the optional fields only when given.
+fn by_name(name: &str, resource_group: Option<&str>, subscription: Option<&str>) -> Value {
+    let mut registry = json!({"name": name});
+    if let Some(group) = resource_group {
+        registry["resourceGroup"] = json!(group);
+    }
+    if let Some(subscription) = subscription {
+        registry["subscriptionId"] = json!(subscription);
+    }
+    registry
+}
+
+fn attachment(registry: Value) -> Value {
     json!({
         "apiVersion": "acrattach.io/v1alpha1",
         "kind": "RegistryAttachment",
         "metadata": {"name": "shared-images", "generation": 1},
-        "spec": {"registry": {"resourceId": resource_id}, "role": "Auto", "deletionPolicy": "Delete"},
+        "spec": {"registry": registry, "role": "Auto", "deletionPolicy": "Delete"},
     })
 }
 
-fn create(resource_id: &str) -> Request {
+fn create_of(registry: Value) -> Request {
     Request {
         operation: "CREATE",
-        object: attachment(resource_id),
+        object: attachment(registry),
         old_object: None,
     }
 }
 
-fn update(old_id: &str, new_id: &str) -> Request {
+fn create(resource_id: &str) -> Request {
+    create_of(by_id(resource_id))
+}
+
+fn update_of(old: Value, new: Value) -> Request {
     Request {
         operation: "UPDATE",
-        object: attachment(new_id),
-        old_object: Some(attachment(old_id)),
+        object: new,
+        old_object: Some(old),
+    }
+}
+
+fn update(old_id: &str, new_id: &str) -> Request {
+    update_of(attachment(by_id(old_id)), attachment(by_id(new_id)))
+}
+
+/// The operator's registry-list scope for a by-name spec with `subscriptionId` set, as
+/// `registry_lookup::list_scope` builds it.
+fn scope(subscription: &str, resource_group: Option<&str>) -> ListScope {
+    ListScope {
+        subscription: subscription.to_ascii_lowercase(),
+        resource_group: resource_group.map(ToString::to_string),
     }
 }
 
@@ -529,16 +565,419 @@ fn updates_are_checked_only_when_they_change_the_registry() {
     );
 }
 
+/// Registries named by name with `subscriptionId`: checked as far as the spec says.
+#[test]
+fn by_name_create_is_admitted_when_the_lists_are_empty() {
+    let lists = Lists::default();
+    for registry in [
+        by_name("sharedimages", None, None),
+        by_name("SharedImages", Some("images"), None),
+        by_name("sharedimages", None, Some(SUB)),
+        by_name("sharedimages", Some("images"), Some(OTHER_SUB)),
+    ] {
+        assert_eq!(
+            admit(&lists, &create_of(registry.clone())),
+            Decision::Admitted,
+            "{registry}"
+        );
+    }
+}
+
+/// Without `subscriptionId` the registry is looked up in the operator's default subscription,
+/// which the policy does not know: it admits, and the operator applies the lists itself.
+#[test]
+fn by_name_without_subscription_is_admitted_even_with_every_list_set() {
+    let lists = Lists {
+        subscriptions: strings(&[SUB]),
+        resource_groups: strings(&[&format!("{SUB}/images")]),
+        registries: strings(&[&registry_id(SUB, "images", "sharedimages")]),
+    };
+    for registry in [
+        by_name("sharedimages", None, None),
+        by_name("otherimages", None, None),
+        // A group outside allowList.resourceGroups, but in which subscription is unknown.
+        by_name("otherimages", Some("team-rg"), None),
+    ] {
+        assert_eq!(
+            admit(&lists, &create_of(registry.clone())),
+            Decision::Admitted,
+            "{registry}"
+        );
+    }
+}
+
+#[test]
+fn by_name_subscription_is_checked_against_the_subscriptions_list() {
+    let lists = Lists {
+        subscriptions: strings(&[SUB]),
+        ..Lists::default()
+    };
+    for registry in [
+        by_name("sharedimages", None, Some(SUB)),
+        by_name("sharedimages", None, Some(&SUB.to_ascii_uppercase())),
+        by_name("sharedimages", Some("images"), Some(SUB)),
+    ] {
+        assert_eq!(
+            admit(&lists, &create_of(registry.clone())),
+            Decision::Admitted,
+            "{registry}"
+        );
+    }
+    for registry in [
+        by_name("sharedimages", None, Some(OTHER_SUB)),
+        by_name("sharedimages", Some("images"), Some(OTHER_SUB)),
+    ] {
+        let decision = admit(&lists, &create_of(registry.clone()));
+        let (reason, message) = only_refusal(&decision);
+        assert_eq!(reason, "Forbidden");
+        assert_eq!(
+            message,
+            format!(
+                "subscription {OTHER_SUB} of spec.registry.subscriptionId is not in allowList.subscriptions [{SUB}]; set spec.registry.subscriptionId to an allowed subscription, or add it to the acr-attach chart value allowList.subscriptions"
+            ),
+            "{registry}"
+        );
+    }
+}
+
+#[test]
+fn by_name_resource_group_is_checked_against_the_resource_groups_list() {
+    let lists = Lists {
+        resource_groups: strings(&[&format!("{SUB}/images")]),
+        ..Lists::default()
+    };
+    for registry in [
+        by_name("sharedimages", Some("images"), Some(SUB)),
+        by_name(
+            "sharedimages",
+            Some("IMAGES"),
+            Some(&SUB.to_ascii_uppercase()),
+        ),
+        // No resource group: an allowed one lies in the subscription, so its list may be read.
+        by_name("sharedimages", None, Some(SUB)),
+    ] {
+        assert_eq!(
+            admit(&lists, &create_of(registry.clone())),
+            Decision::Admitted,
+            "{registry}"
+        );
+    }
+    let decision = admit(
+        &lists,
+        &create_of(by_name("sharedimages", Some("Team-RG"), Some(SUB))),
+    );
+    let (reason, message) = only_refusal(&decision);
+    assert_eq!(reason, "Forbidden");
+    assert!(
+        message.starts_with(&format!(
+            "resource group {SUB}/team-rg of spec.registry.subscriptionId and spec.registry.resourceGroup is not in allowList.resourceGroups [{SUB}/images]"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("chart value allowList.resourceGroups"),
+        "{message}"
+    );
+    // Same group name in another subscription is another group.
+    let decision = admit(
+        &lists,
+        &create_of(by_name("sharedimages", Some("images"), Some(OTHER_SUB))),
+    );
+    assert!(
+        only_refusal(&decision)
+            .1
+            .starts_with(&format!("resource group {OTHER_SUB}/images ")),
+        "{decision:?}"
+    );
+    // No resource group, and none allowed in the subscription: nothing there could be admitted.
+    let decision = admit(
+        &lists,
+        &create_of(by_name("sharedimages", None, Some(OTHER_SUB))),
+    );
+    let (reason, message) = only_refusal(&decision);
+    assert_eq!(reason, "Forbidden");
+    assert!(
+        message.starts_with(&format!(
+            "no resource group of subscription {OTHER_SUB} (spec.registry.subscriptionId) is in allowList.resourceGroups"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.registry.resourceGroup")
+            && message.contains("chart value allowList.resourceGroups"),
+        "{message}"
+    );
+}
+
+#[test]
+fn by_name_with_subscription_and_group_is_checked_against_the_registries_list() {
+    let allowed = registry_id(SUB, "images", "sharedimages");
+    let lists = Lists {
+        registries: strings(&[&allowed]),
+        ..Lists::default()
+    };
+    // The id the three fields make, compared case-insensitively.
+    assert_eq!(
+        admit(
+            &lists,
+            &create_of(by_name(
+                "SharedImages",
+                Some("Images"),
+                Some(&SUB.to_ascii_uppercase())
+            ))
+        ),
+        Decision::Admitted
+    );
+    for (name, group) in [("otherimages", "images"), ("sharedimages", "team-rg")] {
+        let decision = admit(&lists, &create_of(by_name(name, Some(group), Some(SUB))));
+        let (reason, message) = only_refusal(&decision);
+        assert_eq!(reason, "Forbidden");
+        assert_eq!(
+            message,
+            format!(
+                "registry /subscriptions/{SUB}/resourcegroups/{group}/providers/microsoft.containerregistry/registries/{name} (spec.registry.name {name} in spec.registry.resourceGroup and subscriptionId) is not in allowList.registries; set spec.registry.name to one of the allowed registries, or add its resource id to the acr-attach chart value allowList.registries"
+            )
+        );
+    }
+    // Subscription only: admitted while an allowed registry is in it (the operator then checks
+    // the one it finds), refused when none is.
+    assert_eq!(
+        admit(&lists, &create_of(by_name("anyname", None, Some(SUB)))),
+        Decision::Admitted
+    );
+    let decision = admit(
+        &lists,
+        &create_of(by_name("anyname", None, Some(OTHER_SUB))),
+    );
+    let (reason, message) = only_refusal(&decision);
+    assert_eq!(reason, "Forbidden");
+    assert!(
+        message.starts_with(&format!(
+            "no registry in subscription {OTHER_SUB} (spec.registry.subscriptionId) is in allowList.registries"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.registry.name")
+            && message.contains("chart value allowList.registries"),
+        "{message}"
+    );
+}
+
+#[test]
+fn updates_to_a_by_name_registry_are_checked_only_when_they_change_it() {
+    let allowed = registry_id(SUB, "images", "sharedimages");
+    let lists = Lists {
+        registries: strings(&[&allowed]),
+        ..Lists::default()
+    };
+    let outside = by_name("legacyimages", Some("images"), Some(SUB));
+    let inside = by_name("sharedimages", Some("images"), Some(SUB));
+    // From resourceId to name: checked, either way.
+    assert!(matches!(
+        admit(
+            &lists,
+            &update_of(attachment(by_id(&allowed)), attachment(outside.clone()))
+        ),
+        Decision::Refused(_)
+    ));
+    assert_eq!(
+        admit(
+            &lists,
+            &update_of(attachment(by_id(&allowed)), attachment(inside.clone()))
+        ),
+        Decision::Admitted
+    );
+    // From name to resourceId: checked.
+    assert!(matches!(
+        admit(
+            &lists,
+            &update_of(
+                attachment(inside.clone()),
+                attachment(by_id(&registry_id(SUB, "images", "legacyimages")))
+            )
+        ),
+        Decision::Refused(_)
+    ));
+    // Only spec.role changes: not checked, so a by-name attachment from before the allow-list
+    // can still be edited and deleted.
+    let mut role_changed = attachment(outside.clone());
+    role_changed["spec"]["role"] = json!("AcrPull");
+    assert_eq!(
+        admit(
+            &lists,
+            &update_of(attachment(outside.clone()), role_changed)
+        ),
+        Decision::Skipped
+    );
+    // A change of case in any field is the same registry.
+    assert_eq!(
+        admit(
+            &lists,
+            &update_of(
+                attachment(outside.clone()),
+                attachment(by_name(
+                    "LegacyImages",
+                    Some("IMAGES"),
+                    Some(&SUB.to_ascii_uppercase())
+                ))
+            )
+        ),
+        Decision::Skipped
+    );
+    // Each field changed, added or removed on its own is a change (removing subscriptionId leaves nothing
+    // the policy can check, so it is admitted rather than skipped).
+    let changes = [
+        (
+            by_name("legacyimages", Some("images"), None),
+            by_name("legacyimages", Some("images"), Some(SUB)),
+            false,
+        ),
+        (
+            by_name("legacyimages", None, Some(SUB)),
+            by_name("legacyimages", Some("images"), Some(SUB)),
+            false,
+        ),
+        (
+            by_name("legacyimages", Some("team-rg"), Some(SUB)),
+            by_name("legacyimages", Some("images"), Some(SUB)),
+            false,
+        ),
+        (
+            by_name("legacyimages", Some("images"), Some(OTHER_SUB)),
+            by_name("legacyimages", Some("images"), Some(SUB)),
+            false,
+        ),
+        (
+            by_name("sharedimages", Some("images"), Some(SUB)),
+            by_name("legacyimages", Some("images"), Some(SUB)),
+            false,
+        ),
+        (
+            by_name("legacyimages", Some("images"), Some(SUB)),
+            by_name("legacyimages", Some("images"), None),
+            true,
+        ),
+        (
+            by_name("legacyimages", Some("images"), Some(SUB)),
+            by_name("legacyimages", None, Some(SUB)),
+            true,
+        ),
+    ];
+    for (old, new, admitted) in changes {
+        let decision = admit(
+            &lists,
+            &update_of(attachment(old.clone()), attachment(new.clone())),
+        );
+        if admitted {
+            assert_eq!(decision, Decision::Admitted, "{old} -> {new}");
+        } else {
+            assert!(
+                matches!(decision, Decision::Refused(_)),
+                "{old} -> {new}: {decision:?}"
+            );
+        }
+    }
+}
+
+/// The schema makes every field of spec.registry optional (the CRD's rules, checked before the
+/// policy, require one of resourceId and name); the policy reads each behind `has()`, so no
+/// combination makes it error, on CREATE or on an UPDATE from or to any of them. `admit` fails
+/// the test on any evaluation error.
+#[test]
+fn evaluation_never_errors_for_objects_missing_fields() {
+    let registries = [
+        json!({}),
+        json!({"resourceGroup": "images"}),
+        json!({"subscriptionId": SUB}),
+        json!({"resourceGroup": "images", "subscriptionId": SUB}),
+        by_name("sharedimages", None, None),
+        by_name("sharedimages", Some("images"), None),
+        by_name("sharedimages", None, Some(SUB)),
+        by_name("sharedimages", Some("images"), Some(SUB)),
+        by_id(&registry_id(SUB, "images", "sharedimages")),
+        json!({"resourceId": registry_id(SUB, "images", "sharedimages"), "name": "sharedimages"}),
+    ];
+    let every_list = Lists {
+        subscriptions: strings(&[OTHER_SUB]),
+        resource_groups: strings(&[&format!("{OTHER_SUB}/images")]),
+        registries: strings(&[&registry_id(OTHER_SUB, "images", "sharedimages")]),
+    };
+    for lists in [Lists::default(), every_list.clone()] {
+        for registry in &registries {
+            let decision = admit(&lists, &create_of(registry.clone()));
+            for old in &registries {
+                admit(
+                    &lists,
+                    &update_of(attachment(old.clone()), attachment(registry.clone())),
+                );
+            }
+            // Nothing names a subscription: nothing to check here (the CRD refuses these).
+            if registry.get("resourceId").is_none() && registry.get("subscriptionId").is_none() {
+                assert_eq!(decision, Decision::Admitted, "{registry}");
+            }
+        }
+    }
+    // Neither resourceId nor name: what the spec says is not a by-name lookup.
+    assert_eq!(
+        admit(
+            &every_list,
+            &create_of(json!({"resourceGroup": "images", "subscriptionId": SUB}))
+        ),
+        Decision::Admitted
+    );
+}
+
+/// Names the chart value of an operator flag, as the policy's messages do.
+fn list_of_flag(flag: &str) -> &'static str {
+    match flag {
+        ALLOWED_SUBSCRIPTIONS_FLAG => "allowList.subscriptions",
+        ALLOWED_RESOURCE_GROUPS_FLAG => "allowList.resourceGroups",
+        ALLOWED_REGISTRIES_FLAG => "allowList.registries",
+        other => panic!("{other} is not an allow-list flag"),
+    }
+}
+
+/// The policy admits what `operator` admits, and otherwise refuses first through the list the
+/// operator names (the operator reports the first list that refuses; the policy every one).
+fn assert_decides_as(policy: &Decision, operator: Result<(), RegistryNotAllowed>, what: &str) {
+    match operator {
+        Ok(()) => assert_eq!(policy, &Decision::Admitted, "{what}"),
+        Err(refused) => {
+            let first = &policy.refusals()[0].1;
+            let value = list_of_flag(refused.flag);
+            assert!(
+                first.contains(&format!("is not in {value}"))
+                    || first.contains(&format!("is in {value}")),
+                "{what}: operator {}, policy {first}",
+                refused.flag
+            );
+        }
+    }
+}
+
 /// The policy and the operator's `AllowList` decide alike on every combination, and refuse
-/// through the same list.
+/// through the same list: a resourceId, or a name with resourceGroup and subscriptionId, as
+/// `permits` decides on that registry; a name with only subscriptionId as `permits_scope`
+/// decides on that subscription's list, the check the operator makes before reading it.
 #[test]
 fn decides_exactly_as_the_operators_allow_list() {
-    let registries = [
-        registry_id(SUB, "images", "sharedimages"),
-        registry_id(SUB, "Images", "OtherImages"),
-        registry_id(SUB, "team-rg", "teamimages"),
-        registry_id(OTHER_SUB, "images", "sharedimages"),
-        registry_id(&OTHER_SUB.to_ascii_uppercase(), "TEAM-RG", "TeamImages"),
+    let triples = [
+        (SUB, "images", "sharedimages"),
+        (SUB, "Images", "OtherImages"),
+        (SUB, "team-rg", "teamimages"),
+        (OTHER_SUB, "images", "sharedimages"),
+        (&*OTHER_SUB.to_ascii_uppercase(), "TEAM-RG", "TeamImages"),
+    ];
+    let registries: Vec<String> = triples
+        .iter()
+        .map(|(sub, group, name)| registry_id(sub, group, name))
+        .collect();
+    let third_sub = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+    let scope_subscriptions = [
+        SUB.to_string(),
+        OTHER_SUB.to_ascii_uppercase(),
+        third_sub.to_string(),
     ];
     let subscription_lists = [vec![], strings(&[SUB]), strings(&[SUB, OTHER_SUB])];
     let group_lists = [
@@ -553,13 +992,10 @@ fn decides_exactly_as_the_operators_allow_list() {
         vec![],
         strings(&[&registries[0]]),
         strings(&[&registries[1].to_ascii_lowercase(), &registries[4]]),
+        strings(&[&registries[3]]),
     ];
-    let list_of_flag = BTreeMap::from([
-        (ALLOWED_SUBSCRIPTIONS_FLAG, "allowList.subscriptions"),
-        (ALLOWED_RESOURCE_GROUPS_FLAG, "allowList.resourceGroups"),
-        (ALLOWED_REGISTRIES_FLAG, "allowList.registries"),
-    ]);
     let mut compared = 0;
+    let mut refused_by_scope = 0;
     for subscriptions in &subscription_lists {
         for resource_groups in &group_lists {
             for registry_list in &registry_lists {
@@ -571,26 +1007,56 @@ fn decides_exactly_as_the_operators_allow_list() {
                 let operator = lists.operator();
                 for id in &registries {
                     let policy = admit(&lists, &create(id));
-                    match operator.permits(&RegistryId::parse(id).unwrap()) {
-                        Ok(()) => assert_eq!(policy, Decision::Admitted, "{id} with {lists:?}"),
-                        Err(refused) => {
-                            // The operator reports the first list that refuses; the policy
-                            // reports every one, the same one first.
-                            let first = &policy.refusals()[0].1;
-                            let value = list_of_flag[refused.flag];
-                            assert!(
-                                first.contains(&format!("is not in {value}")),
-                                "{id} with {lists:?}: operator {}, policy {first}",
-                                refused.flag
-                            );
+                    let what = format!("{id} with {lists:?}");
+                    assert_decides_as(
+                        &policy,
+                        operator.permits(&RegistryId::parse(id).unwrap()),
+                        &what,
+                    );
+                    compared += 1;
+                }
+                for (sub, group, name) in triples {
+                    let policy = admit(&lists, &create_of(by_name(name, Some(group), Some(sub))));
+                    let what = format!("name {name} in {sub}/{group} with {lists:?}");
+                    let registry = RegistryId::from_parts(sub, group, name).unwrap();
+                    assert_decides_as(&policy, operator.permits(&registry), &what);
+                    // And so never admits a list the operator would not read.
+                    // And so never admits a list the operator would not read, nor refuses a
+                    // readable one for anything but the registry itself.
+                    match operator.permits_scope(&scope(sub, Some(group))) {
+                        Ok(()) => {
+                            if let Decision::Refused(refusals) = &policy {
+                                assert!(
+                                    refusals
+                                        .iter()
+                                        .all(|(_, m)| m.contains("is not in allowList.registries")),
+                                    "{what}: {refusals:?}"
+                                );
+                            }
                         }
+                        refused => assert_decides_as(&policy, refused, &what),
                     }
+                    compared += 1;
+                }
+                for sub in &scope_subscriptions {
+                    let policy =
+                        admit(&lists, &create_of(by_name("sharedimages", None, Some(sub))));
+                    let what = format!("name in {sub} with {lists:?}");
+                    let in_scope = operator.permits_scope(&scope(sub, None));
+                    refused_by_scope += usize::from(in_scope.is_err());
+                    assert_decides_as(&policy, in_scope, &what);
                     compared += 1;
                 }
             }
         }
     }
-    assert_eq!(compared, 3 * 3 * 3 * registries.len());
+    let combinations = 3 * 3 * registry_lists.len();
+    assert_eq!(
+        compared,
+        combinations * (registries.len() + triples.len() + scope_subscriptions.len())
+    );
+    // The scope checks were exercised both ways.
+    assert!(refused_by_scope > 0 && refused_by_scope < combinations * scope_subscriptions.len());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,32 +1173,37 @@ fn expressions_use_only_kubernetes_1_30_cel() {
         }
     }
     // The ones named in the file's header comment, and nothing else.
-    for function in [
+    const IN_HEADER: &[&str] = &[
+        "has",
+        "map",
+        "exists",
+        "size",
+        "matches",
+        "startsWith",
         "lowerAscii",
         "split",
         "join",
-        "matches",
-        "size",
-        "map",
         "@in",
-    ] {
+    ];
+    let header: String = read(POLICY)
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for function in IN_HEADER {
         assert!(
-            used.contains(function),
+            used.contains(*function),
             "{function} is no longer used: update the header of {POLICY}"
+        );
+        let name = function.trim_start_matches('@');
+        assert!(
+            header.contains(&format!("{name}()")) || header.contains(&format!(" {name})")),
+            "the header of {POLICY} does not name {function}"
         );
     }
     for function in &used {
         assert!(
-            [
-                "lowerAscii",
-                "split",
-                "join",
-                "matches",
-                "size",
-                "map",
-                "@in"
-            ]
-            .contains(&function.as_str())
+            IN_HEADER.contains(&function.as_str())
                 || function.starts_with('_')
                 || function.ends_with('_'),
             "{function} is used: list it in the header of {POLICY}"
