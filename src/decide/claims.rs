@@ -9,18 +9,54 @@ use crate::crd::RegistryAttachment;
 use crate::decide::plan::owned_assignment_id;
 use crate::decide::registry_lookup::{list_scope, resolve};
 use crate::decide::repositories::render_condition;
-use crate::decide::validate::RegistryTarget;
-use crate::decide::validate::{RequestedPrincipal, RequestedRole, validate};
+use crate::decide::validate::{RegistryTarget, RequestedPrincipal, RequestedRole, validate};
 use crate::model::azure::{Registry, RoleAssignment};
 use crate::model::grant::{Condition, Grant};
 use crate::model::{OwnerId, PermissionsMode, PrincipalId, PullRole, RegistryId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ClaimKey {
-    registry: String,
+    registry: RegistryMatch,
     principal: String,
     role: PullRole,
     condition: Option<Condition>,
+}
+
+/// Which registries a claim is on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum RegistryMatch {
+    /// One registry, by lower-cased resource id.
+    Id(String),
+    /// A sibling names its registry by name and where that name resolves is not known in this
+    /// process (no list read this window, no status yet): every registry of that name in its
+    /// subscription (any, when the subscription is not known either) and resource group, so a
+    /// grant it may rely on is never removed because a list happened not to be cached.
+    Named {
+        name: String,
+        subscription: Option<String>,
+        resource_group: Option<String>,
+    },
+}
+
+impl RegistryMatch {
+    fn matches(&self, scope: &str) -> bool {
+        match self {
+            RegistryMatch::Id(id) => id.eq_ignore_ascii_case(scope),
+            RegistryMatch::Named {
+                name,
+                subscription,
+                resource_group,
+            } => RegistryId::parse(scope).is_ok_and(|registry| {
+                registry.name().eq_ignore_ascii_case(name)
+                    && subscription
+                        .as_ref()
+                        .is_none_or(|s| registry.subscription().eq_ignore_ascii_case(s))
+                    && resource_group
+                        .as_ref()
+                        .is_none_or(|g| registry.resource_group().eq_ignore_ascii_case(g))
+            }),
+        }
+    }
 }
 
 /// Grants and assignment ids that someone else relies on.
@@ -33,7 +69,7 @@ pub struct Claims {
 impl Claims {
     pub fn add_grant(&mut self, grant: &Grant) {
         self.grants.insert(ClaimKey {
-            registry: grant.registry.key(),
+            registry: RegistryMatch::Id(grant.registry.key()),
             principal: grant.principal.as_str().to_string(),
             role: grant.role,
             condition: grant.condition.clone(),
@@ -62,7 +98,7 @@ impl Claims {
             .as_deref()
             .filter(|text| !text.trim().is_empty());
         self.grants.iter().any(|key| {
-            key.registry.eq_ignore_ascii_case(&assignment.scope)
+            key.registry.matches(&assignment.scope)
                 && key.principal.eq_ignore_ascii_case(&assignment.principal_id)
                 && assignment.role() == Some(key.role)
                 && match &key.condition {
@@ -140,9 +176,9 @@ fn sibling_registry(
     other: &RegistryAttachment,
     target: &RegistryTarget,
     context: &ClaimContext,
-) -> Option<RegistryId> {
+) -> RegistryMatch {
     let lookup = match target {
-        RegistryTarget::Id(id) => return Some(id.clone()),
+        RegistryTarget::Id(id) => return RegistryMatch::Id(id.key()),
         RegistryTarget::Name(lookup) => lookup,
     };
     let listed = list_scope(lookup, context.default_subscription.as_deref())
@@ -151,12 +187,21 @@ fn sibling_registry(
             let listed = context.registry_lists.get(&scope.key())?;
             resolve(lookup, &scope, listed).ok()
         });
-    listed.or_else(|| {
+    let found = listed.or_else(|| {
         let reported = other.status.as_ref()?.registry.as_ref()?;
         RegistryId::parse(&reported.id)
             .ok()
             .filter(|id| id.name().eq_ignore_ascii_case(&lookup.name))
-    })
+    });
+    match found {
+        Some(id) => RegistryMatch::Id(id.key()),
+        None => RegistryMatch::Named {
+            name: lookup.name.clone(),
+            subscription: (lookup.subscription.clone())
+                .or_else(|| context.default_subscription.clone()),
+            resource_group: lookup.resource_group.clone(),
+        },
+    }
 }
 
 /// The grants a sibling's spec asks for, as far as they can be known without Azure: an Auto role
@@ -165,15 +210,12 @@ fn claims_from_spec(other: &RegistryAttachment, context: &ClaimContext, claims: 
     let Ok(requested) = validate(&other.spec) else {
         return;
     };
-    let Some(registry) = sibling_registry(other, &requested.registry, context) else {
-        return;
+    let registry = sibling_registry(other, &requested.registry, context);
+    let desired = requested.with_registry(());
+    let mode = match &registry {
+        RegistryMatch::Id(key) => context.modes.get(key).copied().flatten(),
+        RegistryMatch::Named { .. } => None,
     };
-    let desired = requested.with_registry(registry);
-    let mode = context
-        .modes
-        .get(&desired.registry.key())
-        .copied()
-        .flatten();
     let roles: Vec<PullRole> = match (desired.role, mode) {
         (RequestedRole::Fixed(role), _) => vec![role],
         (RequestedRole::Auto, Some(PermissionsMode::Legacy)) => vec![PullRole::AcrPull],
@@ -194,23 +236,19 @@ fn claims_from_spec(other: &RegistryAttachment, context: &ClaimContext, claims: 
         };
         let Some(principal) = principal else { continue };
         for role in &roles {
-            let mut grant = Grant {
-                registry: desired.registry.clone(),
-                principal: principal.clone(),
-                principal_type: Default::default(),
-                role: *role,
-                condition: None,
+            let claim = |role: PullRole, condition: Option<Condition>| ClaimKey {
+                registry: registry.clone(),
+                principal: principal.as_str().to_string(),
+                role,
+                condition,
             };
             if *role == PullRole::RepositoryReader {
-                grant.condition = condition.clone();
-            }
-            claims.add_grant(&grant);
-            if desired.catalog_listing && *role == PullRole::RepositoryReader {
-                claims.add_grant(&Grant {
-                    role: PullRole::CatalogLister,
-                    condition: None,
-                    ..grant
-                });
+                claims.grants.insert(claim(*role, condition.clone()));
+                if desired.catalog_listing {
+                    claims.grants.insert(claim(PullRole::CatalogLister, None));
+                }
+            } else {
+                claims.grants.insert(claim(*role, None));
             }
         }
     }
@@ -289,12 +327,21 @@ mod tests {
     }
 
     #[test]
-    fn without_a_list_read_a_sibling_falls_back_to_the_registry_its_status_reports() {
-        let unresolved = sibling();
+    fn without_a_list_read_a_sibling_claims_every_registry_of_its_name_in_its_subscription() {
+        let unresolved = claimed(&sibling(), &context(&[]));
+        assert!(unresolved.covers(&acr_pull_on(&registry_id("team-rg"))));
+        assert!(unresolved.covers(&acr_pull_on(&registry_id("other-rg"))));
+        let elsewhere = registry_id("team-rg").replace(SUB, "00000000-0000-4000-8000-000000000002");
         assert!(
-            !claimed(&unresolved, &context(&[])).covers(&acr_pull_on(&registry_id("team-rg"))),
-            "nothing is known about where the name points"
+            !unresolved.covers(&acr_pull_on(&elsewhere)),
+            "another subscription"
         );
+        let other_name = registry_id("team-rg").replace("teamimages", "otherimages");
+        assert!(!unresolved.covers(&acr_pull_on(&other_name)));
+    }
+
+    #[test]
+    fn without_a_list_read_a_sibling_falls_back_to_the_registry_its_status_reports() {
         let mut resolved_before = sibling();
         resolved_before.status = Some(crate::crd::RegistryAttachmentStatus {
             registry: Some(ResolvedRegistry {
@@ -306,5 +353,9 @@ mod tests {
         });
         let claims = claimed(&resolved_before, &context(&[]));
         assert!(claims.covers(&acr_pull_on(&registry_id("team-rg"))));
+        assert!(
+            !claims.covers(&acr_pull_on(&registry_id("other-rg"))),
+            "the reported registry, not every one of that name"
+        );
     }
 }
