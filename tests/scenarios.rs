@@ -523,6 +523,111 @@ async fn throttling_is_honoured_with_retry_after() {
 }
 
 #[tokio::test]
+async fn one_retry_after_holds_back_every_attachment_of_the_subscription() {
+    let mut throttled = tenant();
+    throttled.faults.injected_retry_after_secs = 30;
+    let h = Harness::start(throttled, kubelet()).await;
+    h.arm.fail_next(Operation::GetRegistry, 429, 1);
+    let names = ["legacy", "abac", "other"];
+    for (name, registry_name) in names.iter().zip(["legacyacr", "abacacr", "otheracr"]) {
+        h.cluster.create(name, spec(&registry(registry_name)));
+    }
+    for name in names {
+        let next = h.reconcile(name).await.unwrap();
+        assert_eq!(
+            h.condition(name, "Reconciling").reason,
+            reasons::AZURE_THROTTLED,
+            "{name}"
+        );
+        assert!(
+            requeue_after(&next).unwrap() >= Duration::from_secs(25),
+            "{name}: waits out Retry-After: {next:?}"
+        );
+    }
+    // Three attachments on three registries of one subscription: only the first request reached
+    // ARM; the other two were held back by the client without a request.
+    let counts = h.arm.counts();
+    assert_eq!(counts.get(Operation::GetRegistry), 1, "{counts:?}");
+    assert_eq!(counts.get(Operation::ListRoleAssignments), 0, "{counts:?}");
+    assert_eq!(counts.get(Operation::PutRoleAssignment), 0, "{counts:?}");
+    assert!(
+        h.metrics().contains(
+            "acr_attach_arm_requests_total{operation=\"get_registry\",status=\"held_back\"} 2"
+        ),
+        "{}",
+        h.metrics()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_shared_read_is_reused_by_every_attachment_of_the_registry() {
+    let h = Harness::start(tenant(), kubelet()).await;
+    h.arm.fail_next(Operation::GetRegistry, 503, 1);
+    let names = ["one", "two", "three"];
+    for name in names {
+        h.cluster.create(name, spec(&registry("legacyacr")));
+    }
+    for name in names {
+        h.reconcile(name).await.unwrap();
+        assert_eq!(
+            h.condition(name, "Reconciling").reason,
+            reasons::AZURE_UNAVAILABLE,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        h.arm.counts().get(Operation::GetRegistry),
+        1,
+        "one request for the round, not one per attachment"
+    );
+    // Once the failure's reuse has passed, the next round reads again, once, and all attach.
+    h.clock.advance(Duration::from_secs(6));
+    for name in names {
+        h.settle(name).await;
+        assert_eq!(h.condition(name, "Ready").status, "True", "{name}");
+    }
+    assert_eq!(h.arm.counts().get(Operation::GetRegistry), 2);
+    assert_eq!(h.arm.counts().get(Operation::ListRoleAssignments), 1);
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_exponentially_up_to_the_cap_and_reset_after_success() {
+    let mut settings = settings(kubelet());
+    settings.backoff_base = Duration::from_secs(5);
+    settings.backoff_max = Duration::from_secs(40);
+    let h = Harness::start_with(tenant(), settings, Login::ClientSecret).await;
+    h.arm.fail_next(Operation::PutRoleAssignment, 503, 6);
+    h.cluster.create("shared", spec(&registry("legacyacr")));
+    // ±20% jitter around 5, 10, 20, 40 (the cap), 40, 40 seconds.
+    let expected = [5, 10, 20, 40, 40, 40];
+    for (attempt, nominal) in expected.into_iter().enumerate() {
+        let next = h.reconcile("shared").await.unwrap();
+        let wait = requeue_after(&next).expect("a retry is scheduled");
+        let nominal = Duration::from_secs(nominal);
+        assert!(
+            wait >= nominal.mul_f64(0.8) && wait <= nominal.mul_f64(1.2),
+            "attempt {}: {wait:?} is not within 20% of {nominal:?}",
+            attempt + 1
+        );
+        h.clock.advance(wait);
+    }
+    h.settle("shared").await;
+    assert_eq!(h.condition("shared", "Ready").status, "True");
+
+    // Success reset the streak: the next failure starts again at the base delay.
+    let grant = h.assignments_for(KUBELET).remove(0);
+    h.arm.remove_role_assignment(&grant.id);
+    h.arm.fail_next(Operation::PutRoleAssignment, 503, 1);
+    h.pass_resync_window();
+    let next = h.reconcile("shared").await.unwrap();
+    let wait = requeue_after(&next).expect("a retry is scheduled");
+    assert!(
+        wait >= Duration::from_secs(4) && wait <= Duration::from_secs(6),
+        "after a success the backoff starts over: {wait:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_permission_is_stalled_and_names_action_and_scope() {
     let h = Harness::start(tenant(), kubelet()).await;
     h.arm.deny(
@@ -935,34 +1040,44 @@ async fn a_missing_grant_is_not_reported_ready_while_recreating_it_is_throttled(
 }
 
 #[tokio::test]
-async fn a_throttled_re_read_of_a_ready_attachment_keeps_it_ready() {
-    let h = Harness::start(tenant(), kubelet()).await;
-    h.cluster.create("shared", spec(&registry("legacyacr")));
-    h.settle("shared").await;
-    h.arm.fail_next(Operation::GetRegistry, 503, 1);
-    h.pass_resync_window();
-    let synced_before = h.status("shared").last_sync_time;
-    h.reconcile("shared").await.unwrap();
-    assert_eq!(h.condition("shared", "Ready").status, "True");
-    // kstatus checks Reconciling before Ready: it must not turn True for a deferred re-read.
-    let reconciling = h.condition("shared", "Reconciling");
-    assert_eq!(
-        (reconciling.status.as_str(), reconciling.reason.as_str()),
-        ("False", reasons::VERIFICATION_DEFERRED)
-    );
-    assert!(
-        reconciling.message.contains(reasons::AZURE_UNAVAILABLE),
-        "{}",
-        reconciling.message
-    );
-    // The staleness shows: lastSyncTime still names the last confirmation.
-    assert_eq!(h.status("shared").last_sync_time, synced_before);
-    assert!(
-        h.metrics()
-            .contains("acr_attach_verification_deferred_total{reason=\"AzureUnavailable\"} 1"),
-        "{}",
-        h.metrics()
-    );
+async fn a_throttled_or_failed_re_read_of_a_ready_attachment_keeps_it_ready() {
+    // A 429 (ARM's throttling, with Retry-After) and a 503 on the re-read alike.
+    for (status, reason) in [
+        (429, reasons::AZURE_THROTTLED),
+        (503, reasons::AZURE_UNAVAILABLE),
+    ] {
+        let h = Harness::start(tenant(), kubelet()).await;
+        h.cluster.create("shared", spec(&registry("legacyacr")));
+        h.settle("shared").await;
+        h.arm.fail_next(Operation::GetRegistry, status, 1);
+        h.pass_resync_window();
+        let synced_before = h.status("shared").last_sync_time;
+        h.reconcile("shared").await.unwrap();
+        assert_eq!(h.condition("shared", "Ready").status, "True", "{status}");
+        // kstatus checks Reconciling before Ready: it must not turn True for a deferred re-read.
+        let reconciling = h.condition("shared", "Reconciling");
+        assert_eq!(
+            (reconciling.status.as_str(), reconciling.reason.as_str()),
+            ("False", reasons::VERIFICATION_DEFERRED),
+            "{status}"
+        );
+        assert!(
+            reconciling.message.contains(reason),
+            "{status}: {}",
+            reconciling.message
+        );
+        if status == 429 {
+            assert!(
+                h.metrics().contains("acr_attach_arm_throttled_total 1"),
+                "the re-read was answered 429: {}",
+                h.metrics()
+            );
+        }
+        // The staleness shows: lastSyncTime still names the last confirmation.
+        assert_eq!(h.status("shared").last_sync_time, synced_before);
+        let series = format!("acr_attach_verification_deferred_total{{reason=\"{reason}\"}} 1");
+        assert!(h.metrics().contains(&series), "{}", h.metrics());
+    }
 }
 
 #[tokio::test]
