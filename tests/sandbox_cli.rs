@@ -100,6 +100,86 @@ fn sandbox_once_reports_why_it_did_not_converge() {
     assert!(!stderr.contains("ci-runner-pull"), "{stderr}");
 }
 
+/// The default tenant with `change` applied, written for `--tenant`.
+fn tenant_file(name: &str, change: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let mut yaml: serde_json::Value =
+        serde_saphyr::from_str(acr_attach::sandbox::DEFAULT_TENANT).unwrap();
+    change(&mut yaml);
+    let path = scratch(name).join("tenant.json");
+    std::fs::write(&path, serde_json::to_string(&yaml).unwrap()).unwrap();
+    path
+}
+
+fn sandbox_once(tenant: &Path, timeout: &str) -> (bool, String, String) {
+    let output = binary()
+        .args(["sandbox", "--once", "--timeout", timeout, "--tenant"])
+        .arg(tenant)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    (output.status.success(), stdout, stderr)
+}
+
+#[test]
+fn a_pre_seeded_assignment_in_the_tenant_is_adopted_not_created() {
+    const ACR_PULL: &str = "7f951dda-4ed3-4680-a7ca-43fe172d538d";
+    const KUBELET: &str = "6b1e0000-0000-4000-8000-0000000000b1";
+    let tenant = tenant_file("seeded", |yaml| {
+        let legacy = yaml["registries"][0]["id"].clone();
+        yaml["roleAssignments"] = serde_json::json!([{
+            "scope": legacy,
+            "roleDefinition": ACR_PULL,
+            "principalId": KUBELET,
+            "principalType": "ServicePrincipal",
+        }]);
+    });
+    let (converged, stdout, stderr) = sandbox_once(&tenant, "60s");
+    assert!(converged, "{stdout}\n{stderr}");
+    let shared = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("shared-images"))
+        .expect("a shared-images row");
+    assert!(shared.ends_with("Adopted"), "{shared}");
+    let legacy_kubelet: Vec<&str> = stdout
+        .rsplit("ROLE ASSIGNMENTS IN EMULATED AZURE")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("legacyacr") && l.contains(KUBELET))
+        .collect();
+    assert_eq!(legacy_kubelet.len(), 1, "adopted, not duplicated: {stdout}");
+    assert!(
+        !legacy_kubelet[0].ends_with("acr-attach"),
+        "someone else made it: {}",
+        legacy_kubelet[0]
+    );
+}
+
+#[test]
+fn a_tenant_whose_arm_always_fails_reports_azure_unavailable() {
+    let tenant = tenant_file("errors", |yaml| {
+        yaml["faults"]["serverErrorRate"] = serde_json::json!(1.0);
+    });
+    let (converged, stdout, stderr) = sandbox_once(&tenant, "5s");
+    assert!(!converged, "{stdout}");
+    assert!(
+        stderr.contains("shared-images: Ready=False AzureUnavailable"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_tenant_with_a_tiny_read_budget_is_throttled_by_arm() {
+    let tenant = tenant_file("throttle", |yaml| {
+        yaml["faults"]["throttle"]["readsBurst"] = serde_json::json!(1);
+        yaml["faults"]["throttle"]["readsPerSec"] = serde_json::json!(0);
+    });
+    let (converged, stdout, stderr) = sandbox_once(&tenant, "5s");
+    assert!(!converged, "{stdout}");
+    assert!(stderr.contains("AzureThrottled"), "{stderr}");
+}
+
 #[test]
 fn sandbox_without_operator_prints_the_run_command_and_changes_nothing() {
     let output = binary()
