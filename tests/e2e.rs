@@ -403,10 +403,9 @@ async fn apply_edit_and_delete_through_the_real_binary() {
 #[tokio::test]
 async fn an_operator_killed_mid_way_converges_after_restart_without_duplicates() {
     let (sandbox, _client, api) = start().await;
-    // Slow ARM down so the kill lands between the PUT and the status write.
-    let mut faults = sandbox.arm.faults();
-    faults.latency_ms = 300;
-    sandbox.arm.set_faults(faults);
+    // The kill lands exactly between the PUT and the status write: ARM applies the PUT, and its
+    // answer is held until the operator is dead.
+    sandbox.arm.hold_answers(Operation::PutRoleAssignment);
     api.create(
         &PostParams::default(),
         &attachment("shared", &registry("legacyacr")),
@@ -415,15 +414,21 @@ async fn an_operator_killed_mid_way_converges_after_restart_without_duplicates()
     .unwrap();
 
     let first = Operator::start(&sandbox, "first");
-    eventually("the PUT", &first, async || {
-        (sandbox.arm.counts().get(Operation::PutRoleAssignment) > 0).then_some(())
+    eventually("the PUT applied, its answer held", &first, async || {
+        (sandbox.arm.held_answers() == 1).then_some(())
     })
     .await;
+    let status = api.get("shared").await.unwrap().status.unwrap_or_default();
+    assert_eq!(
+        status.owned_assignments.len(),
+        1,
+        "intent recorded before the PUT"
+    );
+    assert!(status.assignment.is_none(), "the outcome not written yet");
+    assert_eq!(sandbox.arm.role_assignments().len(), 1, "ARM has it");
     first.kill();
+    sandbox.arm.release_answers(Operation::PutRoleAssignment);
 
-    let mut faults = sandbox.arm.faults();
-    faults.latency_ms = 0;
-    sandbox.arm.set_faults(faults);
     let second = Operator::start(&sandbox, "second");
     eventually("Ready after restart", &second, async || {
         api.get("shared").await.ok().filter(ready)

@@ -80,6 +80,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.shared.held.send_replace(Default::default());
         let _ = self.shutdown.send(true);
     }
 }
@@ -144,7 +145,32 @@ impl ArmEmulator {
 
     /// Stops accepting connections and closes open ones.
     pub fn shutdown(&self) {
+        self.inner.shared.held.send_replace(Default::default());
         let _ = self.inner.shutdown.send(true);
+    }
+
+    /// From now on, requests of `op` take effect (and are logged and counted) as usual, but their
+    /// answer is held back until [`release_answers`](Self::release_answers): a test can kill the
+    /// client exactly between ARM acting and the client learning that it did.
+    pub fn hold_answers(&self, op: Operation) {
+        self.inner.shared.held.send_modify(|held| {
+            held.insert(op);
+        });
+    }
+
+    /// Sends the held answers of `op` and stops holding new ones.
+    pub fn release_answers(&self, op: Operation) {
+        self.inner.shared.held.send_modify(|held| {
+            held.remove(&op);
+        });
+    }
+
+    /// How many requests have taken effect and wait for their answer right now.
+    pub fn held_answers(&self) -> usize {
+        self.inner
+            .shared
+            .waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `https://127.0.0.1:PORT`: the ARM endpoint and the Entra authority host.

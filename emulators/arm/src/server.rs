@@ -12,7 +12,9 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use serde_json::Value;
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,6 +30,11 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// `https://127.0.0.1:PORT`, no trailing slash.
     pub endpoint: String,
+    /// Operations whose answers are held back after the request has taken effect (see
+    /// [`crate::ArmEmulator::hold_answers`]).
+    pub held: watch::Sender<HashSet<Operation>>,
+    /// Requests that took effect and whose answer is being held right now.
+    pub waiting: AtomicUsize,
 }
 
 impl Shared {
@@ -35,7 +42,23 @@ impl Shared {
         Shared {
             state: Mutex::new(state),
             endpoint,
+            held: watch::Sender::new(HashSet::new()),
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// Waits while answers to `op` are held. The request has already been applied and logged:
+    /// this is the window in which a client can die after ARM acted but before it heard so.
+    async fn hold_answer(&self, op: Option<Operation>) {
+        let Some(op) = op else { return };
+        let mut held = self.held.subscribe();
+        if !held.borrow().contains(&op) {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // Err: the sender is gone with the emulator; answer at once.
+        let _ = held.wait_for(|held| !held.contains(&op)).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// A panic in one handler must not wedge every later request, so poisoning is ignored.
@@ -184,6 +207,7 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request) -> Response
         reply
     };
     tracing::debug!(method = %r.method, path = %r.raw_path, status = reply.status, caller = %reply.caller, "arm-emulator request");
+    shared.hold_answer(reply.op).await;
     build_response(reply, &r.headers)
 }
 

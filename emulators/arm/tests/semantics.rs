@@ -1041,3 +1041,39 @@ async fn sample_config_serves_its_resources() {
     }
     assert_eq!(api.emu.role_assignments().len(), 2);
 }
+
+#[tokio::test]
+async fn a_held_answer_is_sent_only_after_the_request_took_effect() {
+    let api = start(config()).await;
+    let scope = registry_id("rg", "legacyacr");
+    let name = guid();
+    let oid = kubelet_oid();
+    api.emu.hold_answers(Operation::PutRoleAssignment);
+    let waiter = async {
+        // The PUT is applied, logged and counted while its answer waits.
+        for _ in 0..500 {
+            if api.emu.held_answers() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(api.emu.held_answers(), 1);
+        assert_eq!(api.emu.counts().get(Operation::PutRoleAssignment), 1);
+        assert!(
+            api.emu.role_assignments().iter().any(|a| a.name == name),
+            "the assignment exists before the client hears about it"
+        );
+        api.emu.release_answers(Operation::PutRoleAssignment);
+    };
+    let (created, ()) = tokio::join!(
+        api.put_ra(&scope, &name, ACR_PULL, &oid, Some("ServicePrincipal")),
+        waiter
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(api.emu.held_answers(), 0);
+    // Released: later answers are not held.
+    let again = api
+        .put_ra(&scope, &name, ACR_PULL, &oid, Some("ServicePrincipal"))
+        .await;
+    assert_eq!(again.status, 200);
+}
