@@ -244,7 +244,7 @@ impl RunArgs {
         };
         let default_subscription = match self.default_subscription.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(text) if crate::model::is_guid(text) => Some(text.to_ascii_lowercase()),
+            Some(text) if crate::model::is_subscription_id(text) => Some(text.to_ascii_lowercase()),
             Some(text) => {
                 return Err(format!(
                     "--default-subscription: {text:?} is not a subscription id (a GUID, `az account show --query id -o tsv`)"

@@ -16,6 +16,9 @@ pub const SKIP_CLEANUP_ANNOTATION: &str = "acrattach.io/skip-cleanup";
 /// ARM resource id of a registry; segment names are case-insensitive as in ARM. Character classes
 /// are spelled out (no `\w`): Go's regexp, which the API server uses, and Rust's differ on it.
 pub const REGISTRY_ID_PATTERN: &str = r"^/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/(?i:providers/Microsoft\.ContainerRegistry/registries)/[a-zA-Z0-9]{5,50}$";
+/// ARM resource id of a user-assigned managed identity (the name: letters, digits, `-`, `_`,
+/// starting with a letter or digit, at most 128).
+pub const IDENTITY_ID_PATTERN: &str = r"^/(?i:subscriptions)/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/(?i:resourceGroups)/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/(?i:providers/Microsoft\.ManagedIdentity/userAssignedIdentities)/[a-zA-Z0-9][-a-zA-Z0-9_]{0,127}$";
 pub const REGISTRY_NAME_PATTERN: &str = r"^[a-zA-Z0-9]{5,50}$";
 pub const RESOURCE_GROUP_PATTERN: &str = r"^[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]$";
 pub const GUID_PATTERN: &str =
@@ -62,7 +65,7 @@ pub struct RegistryAttachmentSpec {
     /// ABAC registries only: limit pull to these repositories — exact names (`team-a/api`) or
     /// prefixes (`team-a/*`, which never matches `team-ab/...`). Empty: the whole registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 50), inner(length(max = 258)))]
     pub repositories: Vec<String>,
     /// ABAC registries only: also assign Container Registry Repository Catalog Lister, which the
     /// repository roles leave out and some node bootstrap paths need.
@@ -149,7 +152,7 @@ pub struct PrincipalSpec {
     pub object_id: Option<String>,
     /// ARM id of a user-assigned managed identity; its principalId is read from Azure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 400))]
+    #[schemars(regex(pattern = IDENTITY_ID_PATTERN), length(max = 400))]
     pub identity_resource_id: Option<String>,
     /// The cluster's kubelet identity, as the operator is configured to find it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -313,6 +316,31 @@ pub struct OwnedAssignment {
     /// name (derived by that installation, which its description lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_name: Option<String>,
+}
+
+impl OwnedAssignment {
+    /// True when both records name the same role assignment. ARM ids and GUIDs compare without
+    /// regard to case, so a registry id spelt differently (a user editing the case of
+    /// spec.registry.resourceId, a list answering in another case) is the same record, never a
+    /// stale one to retire.
+    pub fn same_assignment(&self, other: &OwnedAssignment) -> bool {
+        let same_text = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let same_option = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => same_text(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_text(&self.registry_id, &other.registry_id)
+            && same_text(&self.principal_id, &other.principal_id)
+            && self.role == other.role
+            && self.scoped_to == other.scoped_to
+            && same_option(&self.shared_name, &other.shared_name)
+    }
+
+    /// True when `records` holds one naming the same assignment as `self`.
+    pub fn is_among(&self, records: &[OwnedAssignment]) -> bool {
+        records.iter().any(|record| record.same_assignment(self))
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

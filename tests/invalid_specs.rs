@@ -6,8 +6,8 @@ mod common;
 
 use acr_attach::controller::KubeletIdentity;
 use acr_attach::crd::{
-    DeletionPolicy, GUID_PATTERN, PrincipalReference, REGISTRY_ID_PATTERN, RegistryAttachmentSpec,
-    RegistryReference, RoleChoice,
+    DeletionPolicy, GUID_PATTERN, PrincipalReference, PrincipalSpec, REGISTRY_ID_PATTERN,
+    RegistryAttachmentSpec, RegistryReference, RoleChoice,
 };
 use acr_attach::decide::reasons;
 use acr_attach::model::PrincipalId;
@@ -119,6 +119,49 @@ fn table() -> Vec<(&'static str, RegistryAttachmentSpec, &'static str, bool)> {
             true,
         ),
     ]);
+    // The nil GUID passes the schema's GUID pattern; no subscription has it.
+    const NIL: &str = "00000000-0000-0000-0000-000000000000";
+    rows.push((
+        "nil-subscription-in-id",
+        id(registry("legacyacr").replace(SUBSCRIPTION, NIL)),
+        "spec.registry.resourceId",
+        false,
+    ));
+    rows.push((
+        "name-nil-subscription",
+        reference(RegistryReference {
+            subscription_id: Some(NIL.into()),
+            ..RegistryReference::by_name("legacyacr")
+        }),
+        "spec.registry.subscriptionId",
+        false,
+    ));
+    // An identity's name goes into an ARM URL: the operator refuses what could climb, list, query
+    // or be read differently, as the CRD's pattern does.
+    let identity = |name: &str| RegistryAttachmentSpec {
+        principals: vec![PrincipalSpec {
+            identity_resource_id: Some(format!(
+                "/subscriptions/{SUBSCRIPTION}/resourceGroups/images/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+            )),
+            ..Default::default()
+        }],
+        ..spec(&registry("legacyacr"))
+    };
+    for (case, name) in [
+        ("identity-name-dotdot", ".."),
+        ("identity-name-empty", ""),
+        ("identity-name-query", "pool?api-version=2015-01-01"),
+        ("identity-name-fragment", "pool#x"),
+        ("identity-name-percent", "%2e%2e"),
+        ("identity-name-nul", "pool\u{0}"),
+    ] {
+        rows.push((
+            case,
+            identity(name),
+            "spec.principals[0].identityResourceId",
+            true,
+        ));
+    }
     let good = registry("legacyacr");
     let with_principal = |object_id: &str| RegistryAttachmentSpec {
         principal: Some(PrincipalReference {
@@ -229,6 +272,8 @@ fn the_crd_schema_refuses_the_same_ids_at_admission() {
     let pattern =
         |node: &serde_json::Value| regex::Regex::new(node["pattern"].as_str().unwrap()).unwrap();
     let registry_pattern = pattern(&spec["registry"]["properties"]["resourceId"]);
+    let identity_pattern =
+        pattern(&spec["principals"]["items"]["properties"]["identityResourceId"]);
     let guid_pattern = pattern(&spec["principal"]["properties"]["objectId"]);
     let enum_of = |field: &str| -> Vec<String> {
         serde_json::from_value(spec[field]["enum"].clone()).unwrap()
@@ -267,6 +312,13 @@ fn the_crd_schema_refuses_the_same_ids_at_admission() {
                 !registry_pattern.is_match(&resource_id) || resource_id.len() > 300
             }
             "spec.registry" => cel_refuses(&spec_row.registry),
+            "spec.principals[0].identityResourceId" => {
+                let id = spec_row.principals[0]
+                    .identity_resource_id
+                    .as_deref()
+                    .unwrap();
+                !identity_pattern.is_match(id)
+            }
             "spec.registry.name" => pattern_refuses("name", &spec_row.registry.name),
             "spec.registry.resourceGroup" => {
                 pattern_refuses("resourceGroup", &spec_row.registry.resource_group)
@@ -289,4 +341,33 @@ fn the_crd_schema_refuses_the_same_ids_at_admission() {
         };
         assert_eq!(refused, schema_refuses, "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_huge_invalid_value_gives_a_bounded_condition_message() {
+    // An object stored under an older CRD (no maxLength on entries) reaches the operator.
+    let h = Harness::start(
+        tenant(),
+        KubeletIdentity::ObjectId(PrincipalId::parse(KUBELET).unwrap()),
+    )
+    .await;
+    let huge = "A".repeat(1 << 20);
+    h.cluster.create(
+        "huge",
+        RegistryAttachmentSpec {
+            repositories: vec![huge.clone(), huge],
+            ..spec(&registry("abacacr"))
+        },
+    );
+    h.reconcile("huge").await.expect("reconcile");
+    let stalled = h.condition("huge", "Stalled");
+    assert_eq!(stalled.reason, reasons::INVALID_SPEC);
+    assert!(stalled.message.contains("spec.repositories[0]"));
+    assert!(stalled.message.contains("spec.repositories[1]"));
+    assert!(
+        stalled.message.len() < 2048,
+        "the value is quoted in part, not whole: {} bytes",
+        stalled.message.len()
+    );
+    assert_eq!(h.arm.counts().total(), 0);
 }

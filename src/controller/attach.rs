@@ -126,7 +126,7 @@ async fn apply_grants(
     // after the PUT, retirement and cleanup still find it by its derived name.
     let mut recorded = false;
     for record in first.records_needed() {
-        if !progress.status.owned_assignments.contains(record) {
+        if !record.is_among(&progress.status.owned_assignments) {
             progress.status.owned_assignments.push(record.clone());
             recorded = true;
         }

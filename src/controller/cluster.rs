@@ -175,7 +175,11 @@ impl ClusterApi for KubeCluster {
                 EventType::Normal
             },
             reason: notice.reason.clone(),
-            note: Some(notice.note.chars().take(1000).collect()),
+            // events.k8s.io refuses a note over 1 KiB (bytes, not characters).
+            note: Some(crate::decide::conditions::truncate_bytes(
+                &notice.note,
+                1024,
+            )),
             action: notice.action.to_string(),
             secondary: None,
         };

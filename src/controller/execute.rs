@@ -32,9 +32,9 @@ pub(super) struct Executed {
 
 impl Executed {
     pub fn record_into(&self, owned: &mut Vec<OwnedAssignment>) {
-        owned.retain(|record| !self.dropped.contains(record));
+        owned.retain(|record| !record.is_among(&self.dropped));
         for record in &self.kept {
-            if !owned.contains(record) {
+            if !record.is_among(owned) {
                 owned.push(record.clone());
             }
         }
@@ -91,7 +91,7 @@ async fn apply_step(
             description,
             record,
         } => {
-            if !recorded.contains(record) {
+            if !record.is_among(recorded) {
                 return Err(Failure::new(
                     ErrorClass::RetrySoon,
                     reasons::ATTACHING,

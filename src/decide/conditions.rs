@@ -94,6 +94,23 @@ fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// metav1.Condition's limit on `message`: a longer one makes the API server refuse the whole
+/// status write, so the user would never see the condition at all.
+pub const MAX_CONDITION_MESSAGE: usize = 32768;
+
+/// At most `limit` bytes of `text`, cut on a character boundary and marked when cut.
+pub fn truncate_bytes(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    const MARK: &str = " …";
+    let mut end = limit.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &text[..end])
+}
+
 fn condition(
     previous: &[Condition],
     type_: &str,
@@ -104,6 +121,7 @@ fn condition(
     now: &str,
 ) -> Condition {
     let status = if status { "True" } else { "False" };
+    let message = truncate_bytes(message, MAX_CONDITION_MESSAGE);
     let last_transition_time = find(previous, type_)
         .filter(|old| old.status == status)
         .map(|old| old.last_transition_time.clone())
@@ -114,7 +132,7 @@ fn condition(
         observed_generation: generation,
         last_transition_time,
         reason: reason.to_string(),
-        message: message.to_string(),
+        message,
     }
 }
 

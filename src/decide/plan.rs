@@ -272,7 +272,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let releases = input
         .owned
         .iter()
-        .filter(|record| !kept.contains(record))
+        .filter(|record| !record.is_among(&kept))
         .filter_map(|record| release_for(record, input))
         .collect();
     Plan { steps, releases }

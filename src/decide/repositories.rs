@@ -63,25 +63,37 @@ fn name_is_valid(name: &str) -> bool {
     name.len() <= 256 && name.split('/').all(component_is_valid)
 }
 
-/// Parses one entry; the error says what is wrong and how to write it.
+/// Parses one entry; the error says what is wrong and how to write it, quoting at most the first
+/// 64 characters of the entry so that a huge value cannot bloat the condition.
 pub fn parse_pattern(entry: &str) -> Result<RepositoryPattern, String> {
+    let quoted = || {
+        let shown: String = entry.chars().take(64).collect();
+        if shown.len() < entry.len() {
+            format!("{shown:?}…")
+        } else {
+            format!("{shown:?}")
+        }
+    };
     let (name, prefix) = match entry.strip_suffix("/*") {
         Some(stem) => (stem, true),
         None => (entry, false),
     };
     if entry == "*" || entry.is_empty() {
         return Err(format!(
-            "{entry:?} is not a repository: leave spec.repositories empty to grant the whole registry"
+            "{} is not a repository: leave spec.repositories empty to grant the whole registry",
+            quoted()
         ));
     }
     if name.contains('*') {
         return Err(format!(
-            "{entry:?}: a wildcard is only allowed as a final \"/*\" (e.g. \"team-a/*\")"
+            "{}: a wildcard is only allowed as a final \"/*\" (e.g. \"team-a/*\")",
+            quoted()
         ));
     }
     if !name_is_valid(name) {
         return Err(format!(
-            "{entry:?} is not a repository name: use lower-case letters, digits and '.', '_', '-' separators, with '/' between path components (e.g. \"team-a/api\" or \"team-a/*\")"
+            "{} is not a repository name: use lower-case letters, digits and '.', '_', '-' separators, with '/' between path components (e.g. \"team-a/api\" or \"team-a/*\")",
+            quoted()
         ));
     }
     Ok(if prefix {

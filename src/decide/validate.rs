@@ -10,7 +10,7 @@ use crate::crd::{
 use crate::decide::repositories::{RepositoryPattern, parse_pattern};
 use crate::model::{
     IdentityId, PrincipalId, PrincipalType, PullRole, RegistryId, RegistryLookup,
-    check_resource_group, is_guid, registry_name_problem,
+    check_resource_group, is_subscription_id, registry_name_problem,
 };
 
 /// What the user asked for, in checked form. `validate` gives the registry as written (a
@@ -243,11 +243,11 @@ fn validate_lookup(
         ));
     }
     if let Some(subscription) = &reference.subscription_id
-        && !is_guid(subscription)
+        && !is_subscription_id(subscription)
     {
         errors.push(FieldError::new(
             "spec.registry.subscriptionId",
-            format!("{subscription:?} is not a subscription id: expected a GUID (`az account show --query id -o tsv`)"),
+            format!("{subscription:?} is not a subscription id: expected a GUID other than the nil GUID (`az account show --query id -o tsv`)"),
         ));
     }
     (errors.len() == before).then(|| RegistryLookup {

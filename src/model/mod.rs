@@ -36,16 +36,21 @@ pub struct ClusterId {
 #[error("{0}")]
 pub struct ResourceIdError(pub String);
 
-pub fn is_guid(text: &str) -> bool {
-    Uuid::try_parse(text).is_ok() && text.len() == 36
+/// A subscription id: a hyphenated GUID, never the nil GUID (no subscription has it; ARM would
+/// only answer SubscriptionNotFound).
+pub fn is_subscription_id(text: &str) -> bool {
+    Uuid::try_parse(text).is_ok_and(|id| !id.is_nil()) && text.len() == 36
 }
 
-/// Resource group names: 1-90 of letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`.
+/// Resource group names: 1-90 of ASCII letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in
+/// `.`. Azure also allows Unicode letters and digits; the CRD's pattern (which a real API server
+/// evaluates with Go's regexp) admits ASCII only, and the operator refuses exactly what the schema
+/// refuses, so the two never disagree about an object.
 pub fn check_resource_group(rg: &str) -> Result<(), ResourceIdError> {
-    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')');
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')');
     if rg.is_empty() || rg.chars().count() > 90 || !rg.chars().all(allowed) || rg.ends_with('.') {
         return Err(ResourceIdError(format!(
-            "resource group {rg:?} is not a valid name: use 1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'"
+            "resource group {rg:?} is not a valid name: use 1-90 ASCII letters, digits, '_', '-', '.', '(' or ')', not ending in '.'"
         )));
     }
     Ok(())
@@ -83,9 +88,9 @@ fn split_resource_id<'a>(
         return Err(shape_error());
     }
     let subscription = segments[1];
-    if !is_guid(subscription) {
+    if !is_subscription_id(subscription) {
         return Err(ResourceIdError(format!(
-            "subscription {subscription:?} in {text:?} is not a GUID: copy the id from `az acr show --query id -o tsv`"
+            "subscription {subscription:?} in {text:?} is not a subscription id (a GUID, not the nil GUID): copy the id from `az acr show --query id -o tsv`"
         )));
     }
     check_resource_group(segments[3])?;
@@ -189,12 +194,27 @@ pub struct IdentityId {
 
 impl IdentityId {
     pub fn parse(text: &str) -> Result<Self, ResourceIdError> {
-        split_resource_id(
+        let (_, _, name) = split_resource_id(
             text,
             "Microsoft.ManagedIdentity",
             "userAssignedIdentities",
             "/subscriptions/<subscription-guid>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name> (`az identity show --query id -o tsv`)",
         )?;
+        // The name becomes a path segment of an ARM request: nothing that could climb, list,
+        // query or be read differently (`..`, empty, `?`, `#`, control characters) gets through.
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        let valid = name.len() <= 128
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name.chars().all(allowed);
+        if !valid {
+            return Err(ResourceIdError(format!(
+                "identity name {:?} is not valid: use 1-128 letters, digits, '-' or '_', starting with a letter or digit",
+                name.chars().take(64).collect::<String>()
+            )));
+        }
         Ok(Self {
             text: text.to_string(),
         })
