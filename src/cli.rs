@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// wait before reading it back (repairs a co-owner's write that crossed ours).
     #[arg(long, env = "ACR_ATTACH_CO_OWNER_SETTLE", default_value = "3s", value_parser = parse_duration)]
     pub co_owner_settle: Duration,
+    /// How old status.lastSyncTime may get before a verification that changes nothing rewrites
+    /// it; until then a quiet resync window makes no Kubernetes write.
+    #[arg(long, env = "ACR_ATTACH_SYNC_TIME_REFRESH", default_value = "1h", value_parser = parse_duration)]
+    pub sync_time_refresh: Duration,
 
     /// How acr-attach authenticates to Azure.
     #[arg(
@@ -258,6 +262,7 @@ impl RunArgs {
             stalled_retry: self.stalled_retry,
             reconcile_deadline: self.reconcile_timeout,
             co_owner_settle: self.co_owner_settle,
+            sync_time_refresh: self.sync_time_refresh,
             allow_list: self.allow_list()?,
             registry_suffix: self.registry_suffix(),
             ..Settings::new(kubelet_identity, owner)
@@ -563,6 +568,10 @@ mod tests {
         assert_eq!(
             args.co_owner_settle,
             crate::controller::DEFAULT_CO_OWNER_SETTLE
+        );
+        assert_eq!(
+            args.sync_time_refresh,
+            crate::controller::DEFAULT_SYNC_TIME_REFRESH
         );
     }
 

@@ -234,7 +234,8 @@ pub struct RegistryAttachmentStatus {
     /// Only names acr-attach derives from these entries are ever deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned_assignments: Vec<OwnedAssignment>,
-    /// Last time the assignment was verified against Azure.
+    /// When the grants were last confirmed against Azure: rewritten whenever status changes, and
+    /// otherwise once it is `--sync-time-refresh` (1h) old, so a quiet resync writes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
 }

@@ -10,7 +10,9 @@ use kube::ResourceExt;
 use crate::controller::Context;
 use crate::controller::clock::rfc3339;
 use crate::controller::execute::{Executed, execute};
-use crate::controller::reconcile::{Done, Finished, Next, Progress, finish_failure, write_status};
+use crate::controller::reconcile::{
+    Done, Finished, Next, Progress, finish_failure, ready_for, write_status,
+};
 use crate::controller::shared_reads::RegistrySnapshot;
 use crate::crd::{AssignmentStatus, RegistryAttachment, ResolvedPrincipal, ResolvedRegistry};
 use crate::decide::allowlist::{RegistryNotAllowed, login_server_allowed};
@@ -193,7 +195,15 @@ async fn finish_grants(
     });
     match outcome {
         Ok(message) => {
-            progress.status.last_sync_time = Some(rfc3339(facts.target.fetched_at));
+            let confirmed = facts.target.fetched_at;
+            if report::refresh_sync_time(
+                progress.status.last_sync_time.as_deref(),
+                confirmed,
+                status_changes(attachment, &progress),
+                ctx.settings.sync_time_refresh,
+            ) {
+                progress.status.last_sync_time = Some(rfc3339(confirmed));
+            }
             ctx.reset_backoff(&name);
             write_status(
                 attachment,
@@ -220,6 +230,16 @@ async fn finish_grants(
             finish_failure(attachment, ctx, progress, failure, after_read).await
         }
     }
+}
+
+/// Whether this reconcile changes status beyond the verification time: any field differs from
+/// what is written, or Ready was not yet True for this generation (the conditions change).
+fn status_changes(attachment: &RegistryAttachment, progress: &Progress) -> bool {
+    let ready_already = attachment
+        .metadata
+        .generation
+        .is_some_and(|generation| ready_for(attachment, generation));
+    !ready_already || progress.changes_beyond_conditions_and_sync_time()
 }
 
 /// The plan as of now: the registry's shared listing, the listings old records point at, and

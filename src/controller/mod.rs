@@ -70,6 +70,9 @@ pub struct Settings {
     /// Where `spec.registry.name` without `subscriptionId` is looked up (--default-subscription);
     /// `None`: the cluster's subscription, when the cluster is known.
     pub default_subscription: Option<String>,
+    /// How old `status.lastSyncTime` may get before a quiet verification rewrites it; until then
+    /// a resync that changes nothing writes nothing to Kubernetes.
+    pub sync_time_refresh: Duration,
 }
 
 impl std::fmt::Display for KubeletIdentity {
@@ -88,6 +91,7 @@ pub const DEFAULT_PRINCIPAL_GRACE: Duration = Duration::from_secs(600);
 pub const DEFAULT_STALLED_RETRY: Duration = Duration::from_secs(300);
 pub const DEFAULT_RECONCILE_DEADLINE: Duration = Duration::from_secs(120);
 pub const DEFAULT_CO_OWNER_SETTLE: Duration = Duration::from_secs(3);
+pub const DEFAULT_SYNC_TIME_REFRESH: Duration = Duration::from_secs(3600);
 
 impl Settings {
     pub fn new(kubelet_identity: KubeletIdentity, owner: OwnerId) -> Self {
@@ -104,6 +108,7 @@ impl Settings {
             reconcile_deadline: DEFAULT_RECONCILE_DEADLINE,
             co_owner_settle: DEFAULT_CO_OWNER_SETTLE,
             default_subscription: None,
+            sync_time_refresh: DEFAULT_SYNC_TIME_REFRESH,
         }
     }
 

@@ -185,6 +185,18 @@ impl Progress {
         }
     }
 
+    /// True when the status being built differs from the one written in more than its conditions
+    /// (decided when it is written) and `lastSyncTime`.
+    pub(super) fn changes_beyond_conditions_and_sync_time(&self) -> bool {
+        let Some(written) = &self.written else {
+            return true;
+        };
+        let mut compared = self.status.clone();
+        compared.conditions = written.conditions.clone();
+        compared.last_sync_time = written.last_sync_time.clone();
+        &compared != written
+    }
+
     /// Shows the registry being worked on; what was resolved for another registry goes.
     pub(super) fn target_registry(&mut self, registry: &RegistryId) {
         let same = self

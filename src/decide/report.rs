@@ -167,9 +167,58 @@ fn single_message(report: &GrantReport) -> String {
     }
 }
 
+/// Whether a successful verification at `confirmed` rewrites `status.lastSyncTime`: when anything
+/// else in status changes (a write happens anyway), when none is recorded (or it cannot be read),
+/// and when the recorded one is `refresh` old. Otherwise a quiet resync window leaves status, and
+/// so the API server and every watcher, alone.
+pub fn refresh_sync_time(
+    recorded: Option<&str>,
+    confirmed: jiff::Timestamp,
+    status_changes: bool,
+    refresh: std::time::Duration,
+) -> bool {
+    let Some(recorded) = recorded.and_then(|text| text.parse::<jiff::Timestamp>().ok()) else {
+        return true;
+    };
+    let age = confirmed.duration_since(recorded);
+    status_changes || jiff::SignedDuration::try_from(refresh).is_ok_and(|refresh| age >= refresh)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sync_time_is_rewritten_only_on_change_or_when_it_is_old() {
+        let hour = std::time::Duration::from_secs(3600);
+        let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+        let recorded = Some("2026-12-02T10:00:00Z");
+        let quiet = |now: &str| refresh_sync_time(recorded, at(now), false, hour);
+        assert!(
+            !quiet("2026-12-02T10:10:00Z"),
+            "a quiet window writes nothing"
+        );
+        assert!(!quiet("2026-12-02T10:59:59Z"));
+        assert!(quiet("2026-12-02T11:00:00Z"), "an hour old: refreshed");
+        assert!(refresh_sync_time(
+            recorded,
+            at("2026-12-02T10:10:00Z"),
+            true,
+            hour
+        ));
+        assert!(refresh_sync_time(
+            None,
+            at("2026-12-02T10:10:00Z"),
+            false,
+            hour
+        ));
+        assert!(refresh_sync_time(
+            Some("yesterday"),
+            at("2026-12-02T10:10:00Z"),
+            false,
+            hour
+        ));
+    }
     use crate::model::{PrincipalId, PullRole, RegistryId};
 
     const REGISTRY: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/shared";
