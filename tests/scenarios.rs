@@ -560,6 +560,36 @@ async fn one_retry_after_holds_back_every_attachment_of_the_subscription() {
 }
 
 #[tokio::test]
+async fn a_throttled_write_holds_back_writes_but_not_reads() {
+    // ARM keeps separate buckets for reads, writes and deletes.
+    let mut throttled = tenant();
+    throttled.faults.injected_retry_after_secs = 30;
+    let h = Harness::start(throttled, kubelet()).await;
+    h.arm.fail_next(Operation::PutRoleAssignment, 429, 1);
+    h.cluster.create("first", spec(&registry("legacyacr")));
+    h.reconcile("first").await.unwrap();
+    assert_eq!(
+        h.condition("first", "Reconciling").reason,
+        reasons::AZURE_THROTTLED
+    );
+    // Another attachment in the same subscription still reads its registry (GET, LIST); only its
+    // PUT waits out the Retry-After, without a request.
+    h.cluster.create("second", spec(&registry("otheracr")));
+    h.reconcile("second").await.unwrap();
+    let counts = h.arm.counts();
+    assert_eq!(counts.get(Operation::GetRegistry), 2, "{counts:?}");
+    assert_eq!(counts.get(Operation::ListRoleAssignments), 2, "{counts:?}");
+    assert_eq!(counts.get(Operation::PutRoleAssignment), 1, "{counts:?}");
+    let reconciling = h.condition("second", "Reconciling");
+    assert_eq!(reconciling.reason, reasons::AZURE_THROTTLED);
+    assert!(
+        reconciling.message.contains("next writes"),
+        "{}",
+        reconciling.message
+    );
+}
+
+#[tokio::test]
 async fn a_failed_shared_read_is_reused_by_every_attachment_of_the_registry() {
     let h = Harness::start(tenant(), kubelet()).await;
     h.arm.fail_next(Operation::GetRegistry, 503, 1);

@@ -53,10 +53,38 @@ pub struct ArmClient {
     credential: Arc<dyn TokenCredential>,
     scope: String,
     metrics: Arc<Metrics>,
-    /// Per subscription: no request before this instant, because ARM answered 429 with a
-    /// Retry-After. ARM budgets per principal and subscription, so one attachment's 429 holds
-    /// every attachment back instead of each one spending a request to learn the same thing.
-    held_back_until: Mutex<HashMap<String, Instant>>,
+    /// Per subscription and kind of request: none before this instant, because ARM answered 429
+    /// with a Retry-After. ARM budgets per principal, subscription and operation type (reads,
+    /// writes, deletes in separate buckets), so one attachment's 429 holds every attachment's
+    /// requests of that kind back instead of each one spending a request to learn the same thing,
+    /// and a throttled write never holds back the reads that verify existing grants.
+    held_back_until: Mutex<HashMap<(String, RequestKind), Instant>>,
+}
+
+/// ARM's throttling buckets, by the HTTP method of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RequestKind {
+    Read,
+    Write,
+    Delete,
+}
+
+impl RequestKind {
+    fn plural(self) -> &'static str {
+        match self {
+            RequestKind::Read => "reads",
+            RequestKind::Write => "writes",
+            RequestKind::Delete => "deletes",
+        }
+    }
+
+    fn of(method: &Method) -> Self {
+        match *method {
+            Method::Get | Method::Head => RequestKind::Read,
+            Method::Delete => RequestKind::Delete,
+            _ => RequestKind::Write,
+        }
+    }
 }
 
 struct ArmResponse {
@@ -118,23 +146,23 @@ impl ArmClient {
         }
     }
 
-    /// Time left before ARM may be asked again about `subscription`, if any.
-    fn held_back(&self, subscription: &str) -> Option<Duration> {
+    /// Time left before ARM may be sent a request of `kind` about `subscription`, if any.
+    fn held_back(&self, subscription: &str, kind: RequestKind) -> Option<Duration> {
         let gate = self
             .held_back_until
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        gate.get(subscription)
+        gate.get(&(subscription.to_string(), kind))
             .and_then(|until| until.checked_duration_since(Instant::now()))
             .filter(|left| !left.is_zero())
     }
 
-    fn hold_back(&self, subscription: String, for_: Duration) {
+    fn hold_back(&self, subscription: String, kind: RequestKind, for_: Duration) {
         let mut gate = self
             .held_back_until
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        gate.insert(subscription, Instant::now() + for_);
+        gate.insert((subscription, kind), Instant::now() + for_);
     }
 
     fn url(&self, path: &str, api_version: &str) -> Result<Url, String> {
@@ -154,7 +182,11 @@ impl ArmClient {
         body: Option<serde_json::Value>,
     ) -> Result<ArmResponse, ArmError> {
         let subscription = subscription_of(&url);
-        if let Some(left) = subscription.as_deref().and_then(|s| self.held_back(s)) {
+        let kind = RequestKind::of(&method);
+        if let Some(left) = subscription
+            .as_deref()
+            .and_then(|s| self.held_back(s, kind))
+        {
             self.metrics.arm_request(operation, "held_back");
             return Err(ArmError::Response {
                 operation,
@@ -162,7 +194,8 @@ impl ArmClient {
                 status: 429,
                 code: "SubscriptionRequestsThrottled".to_string(),
                 message: format!(
-                    "not sent: ARM asked to wait before the next request to this subscription ({}s left)",
+                    "not sent: ARM asked to wait before the next {} to this subscription ({}s left)",
+                    kind.plural(),
                     left.as_secs().max(1)
                 ),
                 retry_after: Some(left),
@@ -216,7 +249,7 @@ impl ArmClient {
             && let (Some(subscription), Some(wait)) = (subscription, retry_after(&headers))
         {
             self.metrics.arm_throttled(wait);
-            self.hold_back(subscription, wait);
+            self.hold_back(subscription, kind, wait);
         }
         Ok(ArmResponse {
             status,
