@@ -677,12 +677,19 @@ struct ArmErrorBody {
     error: ArmErrorDetail,
 }
 
+/// ARM's error code and message, at most 1,000 characters of either: the message ends up in a
+/// condition, a log line and an event, and neither a proxy's HTML page nor a huge JSON message
+/// should be carried whole.
 fn parse_error_body(body: &[u8]) -> ArmErrorDetail {
+    let bounded = |text: &str, limit: usize| text.chars().take(limit).collect::<String>();
     serde_json::from_slice::<ArmErrorBody>(body)
-        .map(|parsed| parsed.error)
+        .map(|parsed| ArmErrorDetail {
+            code: bounded(&parsed.error.code, 200),
+            message: bounded(&parsed.error.message, 1000),
+        })
         .unwrap_or_else(|_| ArmErrorDetail {
             code: String::new(),
-            message: String::from_utf8_lossy(body).chars().take(300).collect(),
+            message: bounded(&String::from_utf8_lossy(&body[..body.len().min(4096)]), 300),
         })
 }
 

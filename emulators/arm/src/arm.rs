@@ -291,6 +291,9 @@ fn authenticate(st: &State, endpoint: &str, r: &Req) -> Result<Caller, Reply> {
 }
 
 fn injected_fault(st: &mut State, op: Operation, sub: &str, caller: &str) -> Option<Reply> {
+    if let Some(answer) = st.raw_next.get_mut(&op).and_then(|q| q.pop_front()) {
+        return Some(Reply::raw(answer.status, &answer.content_type, answer.body));
+    }
     let queued = st.fail_next.get_mut(&op).and_then(|q| q.pop_front());
     let status = match queued {
         Some(s) => s,

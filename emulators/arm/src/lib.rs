@@ -45,7 +45,8 @@ pub use config::{
 };
 pub use roles::*;
 pub use state::{
-    ANONYMOUS, CallCounts, EXTERNAL, ListCorruption, LoggedRequest, Operation, RoleAssignmentRecord,
+    ANONYMOUS, CallCounts, EXTERNAL, ListCorruption, LoggedRequest, Operation, RawAnswer,
+    RoleAssignmentRecord,
 };
 
 use server::Shared;
@@ -465,6 +466,13 @@ impl ArmEmulator {
     /// The next `times` requests of `op` fail with `status` (500, 502, 503, 504 or 429 get ARM's
     /// bodies; 429/503 carry `Retry-After`). Injected failures happen after authentication and
     /// before throttling.
+    /// The next request of `op` (after authentication) is answered with `answer` as is: a proxy's
+    /// HTML error page, truncated or mistyped JSON, a huge body.
+    pub fn answer_next_raw(&self, op: Operation, answer: RawAnswer) {
+        let mut st = self.inner.shared.lock();
+        st.raw_next.entry(op).or_default().push_back(answer);
+    }
+
     pub fn fail_next(&self, op: Operation, status: u16, times: usize) {
         let mut st = self.inner.shared.lock();
         let q = st.fail_next.entry(op).or_default();

@@ -103,6 +103,8 @@ impl Req {
 pub(crate) struct Reply {
     pub status: u16,
     pub body: Option<Value>,
+    /// A body sent as is (content type, bytes) instead of `body`: malformed answers for tests.
+    pub raw: Option<Box<(String, Vec<u8>)>>,
     pub headers: Vec<(String, String)>,
     pub caller: String,
     pub op: Option<Operation>,
@@ -113,6 +115,7 @@ impl Reply {
         Reply {
             status,
             body: Some(body),
+            raw: None,
             headers: Vec::new(),
             caller: ANONYMOUS.to_string(),
             op: None,
@@ -123,9 +126,17 @@ impl Reply {
         Reply {
             status,
             body: None,
+            raw: None,
             headers: Vec::new(),
             caller: ANONYMOUS.to_string(),
             op: None,
+        }
+    }
+
+    pub fn raw(status: u16, content_type: &str, body: Vec<u8>) -> Reply {
+        Reply {
+            raw: Some(Box::new((content_type.to_string(), body))),
+            ..Reply::empty(status)
         }
     }
 
@@ -238,12 +249,17 @@ fn build_response(reply: Reply, req_headers: &HeaderMap) -> Response {
             builder = builder.header(k.as_str(), v);
         }
     }
-    let body = match &reply.body {
-        Some(v) => {
+    let body = match (&reply.raw, &reply.body) {
+        (Some(raw), _) => {
+            let (content_type, bytes) = raw.as_ref();
+            builder = builder.header("content-type", content_type.as_str());
+            Body::from(bytes.clone())
+        }
+        (None, Some(v)) => {
             builder = builder.header("content-type", "application/json; charset=utf-8");
             Body::from(serde_json::to_vec(v).unwrap_or_default())
         }
-        None => Body::empty(),
+        (None, None) => Body::empty(),
     };
     builder.body(body).unwrap_or_else(|_| {
         let mut r = Response::new(Body::empty());

@@ -301,9 +301,19 @@ pub(crate) struct State {
     pub log: VecDeque<LoggedRequest>,
     pub deny: Vec<DenyRule>,
     pub fail_next: HashMap<Operation, VecDeque<u16>>,
+    /// Answers sent as is to the next requests of an operation (see `ArmEmulator::answer_next_raw`).
+    pub raw_next: HashMap<Operation, VecDeque<RawAnswer>>,
     pub rng: Rng,
     /// Lower-case assignment names rendered malformed in role-assignment LIST pages.
     pub corrupt_in_list: HashMap<String, ListCorruption>,
+}
+
+/// A malformed or foreign answer, sent as is: a proxy's HTML page, truncated JSON, a huge body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 /// Lowercased, leading `/`, no trailing `/`: ARM compares resource ids case-insensitively.
@@ -374,6 +384,7 @@ impl State {
             log: VecDeque::new(),
             deny: Vec::new(),
             fail_next: HashMap::new(),
+            raw_next: HashMap::new(),
             rng: Rng::new(config.faults.seed),
             corrupt_in_list: HashMap::new(),
         };
