@@ -107,34 +107,31 @@ async fn start(tenant: TenantConfig) -> Env {
 
 impl Env {
     async fn attach(&self, name: &str, registry_id: &str, principal: Option<&str>) {
-        let object = RegistryAttachment::new(
-            name,
-            RegistryAttachmentSpec {
-                registry: RegistryReference::by_id(registry_id.to_string()),
-                role: Default::default(),
-                principal: principal.map(|p| PrincipalReference {
-                    object_id: p.to_string(),
-                }),
-                principals: Vec::new(),
-                repositories: Vec::new(),
-                catalog_listing: false,
-                deletion_policy: Default::default(),
-            },
-        );
-        let api: Api<RegistryAttachment> = Api::all(self.client.clone());
-        api.create(&PostParams::default(), &object)
-            .await
-            .expect("create attachment");
+        let principal = principal.map(|p| PrincipalReference {
+            object_id: p.to_string(),
+        });
+        self.create(name, RegistryReference::by_id(registry_id), principal)
+            .await;
     }
 
     /// An attachment naming its registry by name (looked up in the cluster's subscription).
     async fn attach_by_name(&self, name: &str, registry_name: &str) {
+        self.create(name, RegistryReference::by_name(registry_name), None)
+            .await;
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        registry: RegistryReference,
+        principal: Option<PrincipalReference>,
+    ) {
         let object = RegistryAttachment::new(
             name,
             RegistryAttachmentSpec {
-                registry: RegistryReference::by_name(registry_name),
+                registry,
                 role: Default::default(),
-                principal: None,
+                principal,
                 principals: Vec::new(),
                 repositories: Vec::new(),
                 catalog_listing: false,
