@@ -458,7 +458,8 @@ async fn principal_not_found_during_replication_is_retried_then_succeeds() {
     let delay = requeue_after(&action).unwrap();
     assert!(delay <= Duration::from_secs(10), "retried soon: {delay:?}");
 
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The replication window passes on the emulator's clock, not the machine's.
+    h.arm.advance_clock(Duration::from_millis(2200));
     h.settle("fresh").await;
     assert_eq!(h.condition("fresh", "Ready").status, "True");
     assert_eq!(h.assignments_for(fresh).len(), 1);

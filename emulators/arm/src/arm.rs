@@ -299,7 +299,7 @@ fn injected_fault(st: &mut State, op: Operation, sub: &str, caller: &str) -> Opt
         Some(s) => s,
         None => {
             let rate = st.faults.server_error_rate;
-            if rate <= 0.0 || st.rng.next_f64() >= rate {
+            if !st.roll(rate) {
                 return None;
             }
             if st.rng.next_u64().is_multiple_of(2) {
@@ -309,8 +309,19 @@ fn injected_fault(st: &mut State, op: Operation, sub: &str, caller: &str) -> Opt
             }
         }
     };
+    Some(injected_reply(st, status, op, sub, caller))
+}
+
+/// The answer ARM gives for an injected failure of `status`, with its real code and wording.
+pub(crate) fn injected_reply(
+    st: &State,
+    status: u16,
+    op: Operation,
+    sub: &str,
+    caller: &str,
+) -> Reply {
     let retry_after = st.faults.injected_retry_after_secs;
-    let reply = match status {
+    match status {
         429 => throttled_reply(op.kind().unwrap_or(OpKind::Read), sub, caller, retry_after),
         500 => arm_error(
             500,
@@ -335,8 +346,7 @@ fn injected_fault(st: &mut State, op: Operation, sub: &str, caller: &str) -> Opt
             "The gateway did not receive a response from 'Microsoft.Authorization' within the specified time period.",
         ),
         s => arm_error(s, "InjectedFailure", &format!("Failure injected by the emulator (HTTP {s}).")),
-    };
-    Some(reply)
+    }
 }
 
 fn throttled_reply(kind: OpKind, sub: &str, caller: &str, retry_after: u64) -> Reply {

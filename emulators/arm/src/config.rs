@@ -477,6 +477,17 @@ pub struct FaultConfig {
     pub seed: u64,
     /// Added to every request before it is handled.
     pub latency_ms: u64,
+    /// Probability (0..1) that an ARM request's connection is closed with no answer at all,
+    /// before the request takes effect (a reset by a proxy or a load balancer).
+    pub connection_reset_rate: f64,
+    /// Probability (0..1) that a role-assignment PUT or DELETE takes effect and its answer is
+    /// then lost: half the time a 500, half the time a closed connection. This is the
+    /// `phase: after` fault: the client must not assume that an error means nothing happened.
+    pub after_write_fault_rate: f64,
+    /// Probability (0..1) that an ARM answer is held for `slow_answer_ms` after the request took
+    /// effect. Set `slow_answer_ms` above the client's timeout to test timeouts.
+    pub slow_answer_rate: f64,
+    pub slow_answer_ms: u64,
     /// Role-assignment LIST page size; more results than this produce a `nextLink`.
     pub list_page_size: usize,
     /// UNCONFIRMED whether ARM lets a PUT change `roleDefinitionId` of an existing assignment.
@@ -558,6 +569,10 @@ impl Default for FaultConfig {
             server_error_rate: 0.0,
             seed: 1,
             latency_ms: 0,
+            connection_reset_rate: 0.0,
+            after_write_fault_rate: 0.0,
+            slow_answer_rate: 0.0,
+            slow_answer_ms: 0,
             list_page_size: 100,
             role_definition_update_allowed: false,
             role_assignment_limit: 4000,

@@ -45,8 +45,8 @@ pub use config::{
 };
 pub use roles::*;
 pub use state::{
-    ANONYMOUS, CallCounts, EXTERNAL, ListCorruption, LoggedRequest, Operation, RawAnswer,
-    RoleAssignmentRecord,
+    ANONYMOUS, CallCounts, EXTERNAL, InjectedFault, ListCorruption, LoggedRequest, Operation,
+    RawAnswer, RoleAssignmentRecord,
 };
 
 use server::Shared;
@@ -486,6 +486,18 @@ impl ArmEmulator {
 
     pub fn faults(&self) -> FaultConfig {
         self.inner.shared.lock().faults.clone()
+    }
+
+    /// Stops the emulator's clock (throttling buckets, PrincipalNotFound windows, token
+    /// lifetimes): from now on it moves only by [`ArmEmulator::advance_clock`], so tests need not
+    /// sleep through a window and cannot flake on a loaded machine.
+    pub fn use_manual_clock(&self) {
+        self.inner.shared.lock().use_manual_clock();
+    }
+
+    /// Moves the emulator's clock forward (stopping it first if it was running).
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.inner.shared.lock().advance_clock(by);
     }
 
     /// Makes every issued access token expired (ARM answers 401 ExpiredAuthenticationToken).

@@ -1,7 +1,7 @@
 //! HTTPS plumbing: certificate generation, the accept loop, and the request/response types the
 //! ARM and Entra handlers share.
 
-use crate::state::{ANONYMOUS, LoggedRequest, Operation, State};
+use crate::state::{ANONYMOUS, InjectedFault, LoggedRequest, Operation, State};
 use crate::util::parse_pairs;
 use axum::body::Body;
 use axum::extract::Request;
@@ -202,9 +202,18 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request) -> Response
         headers: parts.headers,
         body,
     };
-    let reply = {
+    let (reply, fault, slow) = {
         let mut st = shared.lock();
-        let reply = dispatch(&mut st, &shared.endpoint, &r);
+        let (reply, mut fault) = dispatch_with_faults(&mut st, &shared.endpoint, &r);
+        let slow = (st.faults.slow_answer_ms > 0 && fault.is_none() && reply.op.is_some())
+            .then(|| {
+                let rate = st.faults.slow_answer_rate;
+                st.roll(rate).then_some(st.faults.slow_answer_ms)
+            })
+            .flatten();
+        if slow.is_some() {
+            fault = Some(InjectedFault::SlowAnswer);
+        }
         st.log_request(LoggedRequest {
             method: r.method.clone(),
             path: r.raw_path.clone(),
@@ -214,12 +223,81 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request) -> Response
             operation: reply.op,
             user_agent: r.header("user-agent").map(str::to_string),
             peer: Some(peer),
+            injected: fault,
         });
-        reply
+        (reply, fault, slow)
     };
     tracing::debug!(method = %r.method, path = %r.raw_path, status = reply.status, caller = %reply.caller, "arm-emulator request");
     shared.hold_answer(reply.op).await;
-    build_response(reply, &r.headers)
+    if let Some(ms) = slow {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    match fault {
+        Some(InjectedFault::ConnectionReset | InjectedFault::AnswerDropped) => {
+            let mut dropped = Response::new(Body::empty());
+            dropped.extensions_mut().insert(DropConnection);
+            dropped
+        }
+        Some(InjectedFault::AnswerReplacedBy500) => {
+            let sub = subscription_in_path(&r.raw_path);
+            let op = reply.op.unwrap_or(Operation::PutRoleAssignment);
+            let st = shared.lock();
+            build_response(
+                crate::arm::injected_reply(&st, 500, op, &sub, &reply.caller),
+                &r.headers,
+            )
+        }
+        _ => build_response(reply, &r.headers),
+    }
+}
+
+/// Marks a response the connection task must not send: it closes the connection instead.
+#[derive(Debug, Clone, Copy)]
+struct DropConnection;
+
+/// Routes the request, rolling the random transport faults of [`crate::FaultConfig`] around it:
+/// a reset before anything happens, or a lost answer after a role-assignment write took effect.
+/// Token requests are never reset: those faults model ARM's front door, not Entra's.
+fn dispatch_with_faults(st: &mut State, endpoint: &str, r: &Req) -> (Reply, Option<InjectedFault>) {
+    let is_arm = !is_identity_path(&r.raw_path);
+    let reset_rate = st.faults.connection_reset_rate;
+    if is_arm && st.roll(reset_rate) {
+        return (Reply::empty(0), Some(InjectedFault::ConnectionReset));
+    }
+    let reply = dispatch(st, endpoint, r);
+    let is_write = matches!(
+        reply.op,
+        Some(Operation::PutRoleAssignment | Operation::DeleteRoleAssignment)
+    );
+    let after_rate = st.faults.after_write_fault_rate;
+    if is_write && (200..300).contains(&reply.status) && st.roll(after_rate) {
+        let fault = if st.rng.next_u64().is_multiple_of(2) {
+            InjectedFault::AnswerReplacedBy500
+        } else {
+            InjectedFault::AnswerDropped
+        };
+        return (reply, Some(fault));
+    }
+    (reply, None)
+}
+
+fn is_identity_path(raw_path: &str) -> bool {
+    let path = raw_path.to_ascii_lowercase();
+    path.ends_with("/oauth2/v2.0/token")
+        || path.ends_with("/oauth2/v2.0/token/")
+        || path.starts_with("/msi/token")
+        || path.starts_with("/metadata/identity/")
+}
+
+/// The subscription id a path names, for error messages.
+fn subscription_in_path(raw_path: &str) -> String {
+    let segments: Vec<&str> = raw_path.split('/').filter(|s| !s.is_empty()).collect();
+    segments
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case("subscriptions"))
+        .and_then(|i| segments.get(i + 1))
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 fn build_response(reply: Reply, req_headers: &HeaderMap) -> Response {
@@ -375,7 +453,19 @@ pub(crate) async fn serve(
                             return;
                         }
                     };
-                    let service = hyper_util::service::TowerToHyperService::new(router);
+                    let router = hyper_util::service::TowerToHyperService::new(router);
+                    // A response marked DropConnection becomes an error, on which hyper closes
+                    // the connection without writing anything: the client sees a reset.
+                    let service = hyper::service::service_fn(move |req| {
+                        let answer = hyper::service::Service::call(&router, req);
+                        async move {
+                            let response = answer.await.unwrap_or_else(|never| match never {});
+                            if response.extensions().get::<DropConnection>().is_some() {
+                                return Err(std::io::Error::other("connection reset by the emulator"));
+                            }
+                            Ok(response)
+                        }
+                    });
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                         .await

@@ -224,6 +224,22 @@ pub struct LoggedRequest {
     pub user_agent: Option<String>,
     /// The client's address (one per connection, so two processes never share one).
     pub peer: Option<SocketAddr>,
+    /// A random fault of [`crate::FaultConfig`] that changed what the client got. `status` is
+    /// still what ARM decided (0 when the connection was reset before the request was handled).
+    pub injected: Option<InjectedFault>,
+}
+
+/// The random faults that change an answer after routing (see [`crate::FaultConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InjectedFault {
+    /// The connection was closed before the request was handled: nothing happened.
+    ConnectionReset,
+    /// The write happened, and the client got a 500 instead of its answer.
+    AnswerReplacedBy500,
+    /// The write happened, and the connection was closed instead of answering.
+    AnswerDropped,
+    /// The answer came `slow_answer_ms` late.
+    SlowAnswer,
 }
 
 #[derive(Debug, Clone)]
@@ -276,7 +292,7 @@ pub(crate) struct State {
     pub extra_audiences: Vec<String>,
     /// `https://{name}:{port}` for every certificate name; filled in once the port is known.
     pub own_audiences: Vec<String>,
-    start: Instant,
+    clock: EmulatorClock,
     subscriptions: HashSet<String>,
     resource_groups: HashSet<String>,
     resources: HashSet<String>,
@@ -306,6 +322,15 @@ pub(crate) struct State {
     pub rng: Rng,
     /// Lower-case assignment names rendered malformed in role-assignment LIST pages.
     pub corrupt_in_list: HashMap<String, ListCorruption>,
+}
+
+/// What `State::now` reads: time since start, or a time only tests move. Throttling buckets,
+/// PrincipalNotFound windows and token lifetimes all run on it, so a test on a loaded machine can
+/// step through a window instead of sleeping through it.
+#[derive(Debug, Clone, Copy)]
+enum EmulatorClock {
+    Real(Instant),
+    Manual(f64),
 }
 
 /// A malformed or foreign answer, sent as is: a proxy's HTML page, truncated JSON, a huge body.
@@ -357,7 +382,7 @@ impl State {
             identity_header: config.identity_header.clone(),
             extra_audiences: config.extra_audiences.clone(),
             own_audiences: Vec::new(),
-            start: Instant::now(),
+            clock: EmulatorClock::Real(Instant::now()),
             subscriptions: HashSet::new(),
             resource_groups: HashSet::new(),
             resources: HashSet::new(),
@@ -439,9 +464,27 @@ impl State {
         Ok(st)
     }
 
-    /// Seconds since the emulator started.
+    /// Seconds since the emulator started, on its real or its manual clock.
     pub fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        match self.clock {
+            EmulatorClock::Real(start) => start.elapsed().as_secs_f64(),
+            EmulatorClock::Manual(seconds) => seconds,
+        }
+    }
+
+    /// Stops the clock where it is; from now on only [`State::advance_clock`] moves it.
+    pub fn use_manual_clock(&mut self) {
+        self.clock = EmulatorClock::Manual(self.now());
+    }
+
+    /// Moves the clock forward (switching it to manual first).
+    pub fn advance_clock(&mut self, by: std::time::Duration) {
+        self.clock = EmulatorClock::Manual(self.now() + by.as_secs_f64());
+    }
+
+    /// One roll of the fault PRNG against a probability; never true for a rate of zero.
+    pub fn roll(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.next_f64() < rate
     }
 
     pub fn subscription_exists(&self, sub: &str) -> bool {

@@ -575,7 +575,7 @@ async fn principal_not_found_during_replication_window() {
         .await;
     assert_eq!(with_type.status, 201, "{}", with_type.body);
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.emu.advance_clock(Duration::from_millis(1100));
     let r = api.put_ra(&scope, &guid(), ACR_PULL, &fresh, None).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["properties"]["principalType"], "ServicePrincipal");
@@ -732,7 +732,7 @@ async fn throttling_429_then_recovers() {
         .await;
     assert_eq!(w.status, 201);
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.emu.advance_clock(Duration::from_millis(1100));
     assert_eq!(api.get(&path).await.status, 200);
     let counts = api.emu.counts();
     assert_eq!(counts.throttled(), 1);
@@ -1076,4 +1076,157 @@ async fn a_held_answer_is_sent_only_after_the_request_took_effect() {
         .put_ra(&scope, &name, ACR_PULL, &oid, Some("ServicePrincipal"))
         .await;
     assert_eq!(again.status, 200);
+}
+
+/// A raw PUT of an AcrPull assignment: `Err` when the client got no answer at all.
+async fn try_put(
+    api: &Api,
+    client: &reqwest::Client,
+    name: &str,
+    principal: &str,
+) -> Result<Resp, reqwest::Error> {
+    let scope = registry_id("rg", "legacyacr");
+    let body = json!({"properties": {
+        "roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL}"),
+        "principalId": principal,
+        "principalType": "ServicePrincipal",
+    }});
+    let url = api.url(&format!(
+        "{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={RA_API}"
+    ));
+    let sent = client
+        .put(url)
+        .bearer_auth(&api.token)
+        .json(&body)
+        .send()
+        .await?;
+    Ok(to_resp(sent).await)
+}
+
+#[tokio::test]
+async fn a_reset_connection_answers_nothing_and_changes_nothing() {
+    let api = start(config()).await;
+    api.emu.set_faults(FaultConfig {
+        connection_reset_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let name = guid();
+    let outcome = try_put(&api, &api.client, &name, &kubelet_oid()).await;
+    assert!(
+        outcome.is_err(),
+        "no answer: {:?}",
+        outcome.map(|r| r.status)
+    );
+    assert!(api.emu.role_assignments().iter().all(|a| a.name != name));
+    let logged = api.emu.request_log().pop().expect("logged");
+    assert_eq!(
+        (logged.status, logged.injected),
+        (0, Some(arm_emulator::InjectedFault::ConnectionReset))
+    );
+    // Entra is not ARM's front door: tokens are still issued.
+    let id = api.emu.operator_identity();
+    get_token(
+        &api.emu,
+        &api.client,
+        &id.client_id,
+        id.client_secret.as_deref().unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_write_the_answer_can_be_lost_though_the_write_happened() {
+    let api = start(config()).await;
+    api.emu.set_faults(FaultConfig {
+        after_write_fault_rate: 1.0,
+        seed: 7,
+        ..FaultConfig::default()
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let (name, principal) = (guid(), guid());
+        api.emu.add_principal(&principal);
+        match try_put(&api, &api.client, &name, &principal).await {
+            Ok(answer) => {
+                assert_eq!(answer.status, 500, "{}", answer.body);
+                assert_eq!(answer.code(), "InternalServerError");
+                seen.insert("500");
+            }
+            Err(_) => {
+                seen.insert("dropped");
+            }
+        }
+        assert!(
+            api.emu.role_assignments().iter().any(|a| a.name == name),
+            "the PUT took effect although the client heard otherwise"
+        );
+        let logged = api.emu.request_log().pop().expect("logged");
+        assert_eq!(logged.status, 201, "the log keeps what ARM decided");
+        assert!(logged.injected.is_some());
+    }
+    assert_eq!(seen.len(), 2, "both kinds of lost answer occur: {seen:?}");
+    // Reads are never affected by the phase-after fault.
+    let path = format!("{}?api-version=2025-11-01", registry_id("rg", "legacyacr"));
+    assert_eq!(api.get(&path).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_slow_answer_outlives_the_client_timeout_after_the_write_happened() {
+    let api = start(config()).await;
+    api.emu.set_faults(FaultConfig {
+        slow_answer_rate: 1.0,
+        slow_answer_ms: 3_000,
+        ..FaultConfig::default()
+    });
+    let impatient = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(api.emu.ca_pem().as_bytes()).unwrap()])
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let name = guid();
+    let outcome = try_put(&api, &impatient, &name, &kubelet_oid()).await;
+    assert!(
+        outcome.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "timed out: {:?}",
+        outcome.map(|r| r.status)
+    );
+    assert!(api.emu.role_assignments().iter().any(|a| a.name == name));
+    assert_eq!(
+        api.emu.request_log().pop().unwrap().injected,
+        Some(arm_emulator::InjectedFault::SlowAnswer)
+    );
+}
+
+#[tokio::test]
+async fn a_manual_clock_steps_through_throttling_and_replication_windows() {
+    let mut cfg = config();
+    cfg.faults.principal_not_found_window_secs = 600;
+    cfg.faults.principal_not_found_ignores_principal_type = true;
+    cfg.faults.throttle = ThrottleConfig {
+        reads_burst: 1,
+        reads_per_sec: 1,
+        ..ThrottleConfig::default()
+    };
+    let api = start(cfg).await;
+    api.emu.use_manual_clock();
+    let path = format!("{}?api-version=2025-11-01", registry_id("rg", "legacyacr"));
+    assert_eq!(api.get(&path).await.status, 200);
+    // However long the machine takes, the bucket does not refill on a stopped clock.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(api.get(&path).await.status, 429);
+    api.emu.advance_clock(Duration::from_secs(2));
+    assert_eq!(api.get(&path).await.status, 200);
+
+    let fresh = guid();
+    api.emu.add_principal(&fresh);
+    let scope = registry_id("rg", "legacyacr");
+    let early = api
+        .put_ra(&scope, &guid(), ACR_PULL, &fresh, Some("ServicePrincipal"))
+        .await;
+    assert_eq!(early.code(), "PrincipalNotFound");
+    api.emu.advance_clock(Duration::from_secs(600));
+    let late = api
+        .put_ra(&scope, &guid(), ACR_PULL, &fresh, Some("ServicePrincipal"))
+        .await;
+    assert_eq!(late.status, 201, "{}", late.body);
 }
