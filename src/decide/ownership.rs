@@ -82,20 +82,37 @@ pub fn describe(owners: &Owners, attachment: &str) -> String {
     )
 }
 
+/// The attachment an acr-attach description names (`… for RegistryAttachment NAME`).
+pub fn described_attachment(description: Option<&str>) -> Option<&str> {
+    let (_, attachment) = description?
+        .strip_prefix(PREFIX)?
+        .rsplit_once(") for RegistryAttachment ")?;
+    Some(attachment.trim()).filter(|name| !name.is_empty())
+}
+
 /// True when acr-attach (the creator, or an installation listed) derived the assignment's name
-/// for `grant`: proof that acr-attach made it. A description alone could be written by anyone.
+/// for `grant`'s registry, principal and role: proof that acr-attach made it. A description alone
+/// could be written by anyone. A repository-scoped assignment carries the name derived for the
+/// attachment its description names.
 pub fn made_by_acr_attach(assignment: &RoleAssignment, grant: &Grant) -> bool {
     let Some(owners) = parse(assignment.description.as_deref()) else {
         return false;
     };
+    let scoped_for = described_attachment(assignment.description.as_deref());
     owners
         .owners
         .iter()
         .chain(owners.creator.iter())
         .any(|owner| {
             let owner = OwnerId::new(owner.as_str());
-            assignment.name
-                == RoleAssignmentName::derive(&grant.registry, &grant.principal, grant.role, &owner)
+            let (registry, principal, role) = (&grant.registry, &grant.principal, grant.role);
+            assignment.name == RoleAssignmentName::derive(registry, principal, role, &owner)
+                || scoped_for.is_some_and(|attachment| {
+                    assignment.name
+                        == RoleAssignmentName::derive_scoped(
+                            registry, principal, role, &owner, attachment,
+                        )
+                })
         })
 }
 

@@ -334,8 +334,12 @@ fn step_for(grant: &Grant, input: &PlanInput<'_>) -> Step {
     }
 }
 
+/// An assignment someone else made provides the grant. One this installation made (a sibling's,
+/// scoped or not) is shared: recorded, so that whichever sibling detaches last deletes it. One
+/// another installation made is joined when unscoped; a scoped one carries its creator's
+/// attachment name in its description, which a join would overwrite, so it is only adopted.
 fn adopt_or_join(grant: &Grant, existing: &RoleAssignment, input: &PlanInput<'_>) -> Step {
-    if grant.condition.is_none() && ownership::made_by_acr_attach(existing, grant) {
+    if ownership::made_by_acr_attach(existing, grant) {
         let owners = ownership::parse(existing.description.as_deref()).unwrap_or_default();
         if owners.lists(input.owner) {
             return Step::Present {
@@ -343,6 +347,9 @@ fn adopt_or_join(grant: &Grant, existing: &RoleAssignment, input: &PlanInput<'_>
                 ownership: Ownership::Shared,
             };
         }
+    }
+    if grant.condition.is_none() && ownership::made_by_acr_attach(existing, grant) {
+        let owners = ownership::parse(existing.description.as_deref()).unwrap_or_default();
         return Step::Join {
             assignment: existing.clone(),
             description: ownership::describe(&owners.with(input.owner), input.attachment),
@@ -917,6 +924,69 @@ mod tests {
         let plan = run(&[], &[hand_made], &[tampered], &Claims::default());
         assert!(
             matches!(plan.releases[..], [Release::Forget { .. }]),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_siblings_scoped_assignment_is_shared_so_the_last_to_detach_deletes_it() {
+        // Found by the soak: attachment "s" created the scoped assignment, "a" wants the same
+        // grant. "a" used to adopt it and record nothing, so once "s" had left it to "a" and "a"
+        // was deleted too, the assignment leaked.
+        let want = grant(KUBELET, PullRole::RepositoryReader, Some("team-a/*"));
+        let siblings = listed(
+            &want.name(&owner(), "s"),
+            &want,
+            Some(ownership::describe(&Owners::created_by(&owner()), "s")),
+        );
+        let plan = run(
+            std::slice::from_ref(&want),
+            std::slice::from_ref(&siblings),
+            &[],
+            &Claims::default(),
+        );
+        assert!(
+            matches!(
+                plan.steps[0].step,
+                Step::Present {
+                    ownership: Ownership::Shared,
+                    ..
+                }
+            ),
+            "{plan:?}"
+        );
+        let record = kept_record(&plan.steps[0], "a").expect("a shared grant is recorded");
+        let last = run(
+            &[],
+            std::slice::from_ref(&siblings),
+            std::slice::from_ref(&record),
+            &Claims::default(),
+        );
+        assert!(
+            matches!(last.releases[..], [Release::Delete { .. }]),
+            "{last:?}"
+        );
+        // Another installation's scoped assignment is adopted, never joined or deleted.
+        let b = OwnerId::new("cluster-b");
+        let theirs = listed(
+            &want.name(&b, "x"),
+            &want,
+            Some(ownership::describe(&Owners::created_by(&b), "x")),
+        );
+        let plan = run(
+            std::slice::from_ref(&want),
+            std::slice::from_ref(&theirs),
+            &[],
+            &Claims::default(),
+        );
+        assert!(
+            matches!(
+                plan.steps[0].step,
+                Step::Present {
+                    ownership: Ownership::Adopted,
+                    ..
+                }
+            ),
             "{plan:?}"
         );
     }
